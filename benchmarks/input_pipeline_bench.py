@@ -1,0 +1,171 @@
+"""Measures how many training batches per second the input pipeline delivers.
+
+Sources measured:
+  * ``memory``: ~50 random 321x481 uint8 pairs held decoded in memory (crop, flip,
+    shuffle and batching cost only);
+  * ``png``: the same number of 321x481 pairs cut from scikit-image's bundled photos and
+    held PNG-encoded, decoded on every access like a tfds data source does;
+  * ``tfds`` (``--tfds NAME``): a built dataset through ``mh2f_jax.datasets.get_source``.
+
+With ``--with_model`` it also times a default-model (features 32, 8 blocks) train step
+on the same batch shape, so the two rates can be compared: the pipeline should deliver
+at least 10x the batches per second the step consumes.
+
+Usage::
+
+  python benchmarks/input_pipeline_bench.py [--with_model] [--tfds rain200l]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+from mh2f_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_HEIGHT, _WIDTH = 321, 481  # the size of Rain200L/Rain100L images
+
+
+def _random_source(count: int, rng: np.random.Generator) -> list[dict]:
+  shape = (_HEIGHT, _WIDTH, 3)
+  return [{'rainy': rng.integers(0, 256, shape, dtype=np.uint8),
+           'clean': rng.integers(0, 256, shape, dtype=np.uint8),
+           'name': f'random/{i:03d}.png'} for i in range(count)]
+
+
+class _PngSource:
+  """Random-access source that decodes PNG bytes on every read, as tfds sources do."""
+
+  def __init__(self, count: int, rng: np.random.Generator):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from skimage import data  # pylint: disable=g-import-not-at-top
+    photos = [data.astronaut(), data.coffee(), data.rocket(), data.hubble_deep_field(),
+              data.immunohistochemistry()]
+    self._pairs = []
+    for i in range(count):
+      photo = photos[i % len(photos)]
+      top = int(rng.integers(0, photo.shape[0] - _HEIGHT + 1))
+      left = int(rng.integers(0, photo.shape[1] - _WIDTH + 1))
+      clean = photo[top:top + _HEIGHT, left:left + _WIDTH]
+      streaks = (rng.random(clean.shape[:2]) < 0.02)[..., None] * 120
+      rainy = np.clip(clean.astype(np.int16) + streaks, 0, 255).astype(np.uint8)
+      encoded = []
+      for image in (rainy, clean):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format='PNG')
+        encoded.append(buffer.getvalue())
+      self._pairs.append((encoded, f'photo/{i:03d}.png'.encode()))
+
+  def __len__(self) -> int:
+    return len(self._pairs)
+
+  def __getitem__(self, index: int) -> dict:
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    (rainy, clean), name = self._pairs[index]
+    decode = lambda b: np.asarray(Image.open(io.BytesIO(b)).convert('RGB'))
+    return {'rainy': decode(rainy), 'clean': decode(clean), 'name': name}
+
+
+def _tfds_source(name: str, data_dir: str | None):
+  """Returns the train split of a built dataset, or None (with the reason printed)."""
+  try:
+    from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
+    return datasets.get_source(name, 'train', data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except  (optional part: report and go on)
+    print(f'tfds {name}: skipped ({type(e).__name__}: {e})')
+    return None
+
+
+def measure_pipeline(source, args) -> float:
+  """Returns batches/s after one warm-up batch (thread start-up excluded)."""
+  it = input_pipeline.create_train_iterator(
+      source, global_batch_size=args.batch_size, patch_size=args.patch_size,
+      num_workers=args.num_workers, process_index=0, process_count=1)
+  next(it)
+  start = time.perf_counter()
+  for _ in range(args.num_batches):
+    next(it)
+  return args.num_batches / (time.perf_counter() - start)
+
+
+def measure_train_step(args) -> float | None:
+  """Returns seconds per default-model train step, or None if the model is absent."""
+  try:
+    import jax  # pylint: disable=g-import-not-at-top
+    import optax  # pylint: disable=g-import-not-at-top
+    from mh2f_jax import losses, model  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    print(f'model: skipped ({e})')
+    return None
+  net = model.MH2FNet()  # the default model: features 32, 8 blocks
+  shape = (args.batch_size, args.patch_size, args.patch_size, 3)
+  rng = np.random.default_rng(0)
+  rainy = jax.numpy.asarray(rng.random(shape, dtype=np.float32))
+  clean = jax.numpy.asarray(rng.random(shape, dtype=np.float32))
+  params = net.init(jax.random.key(0), rainy[:1])
+  tx = optax.adam(1e-3)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, opt_state, rainy, clean):
+    loss_fn = lambda p: losses.hybrid_loss(net.apply(p, rainy), clean)[0]
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  start = time.perf_counter()
+  params, opt_state, loss = step(params, opt_state, rainy, clean)
+  loss.block_until_ready()
+  print(f'model: first step (compile + run) {time.perf_counter() - start:.1f} s')
+  start = time.perf_counter()
+  for _ in range(args.model_steps):
+    params, opt_state, loss = step(params, opt_state, rainy, clean)
+  loss.block_until_ready()
+  return (time.perf_counter() - start) / args.model_steps
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--batch_size', type=int, default=16, help='global batch size')
+  parser.add_argument('--patch_size', type=int, default=64)
+  parser.add_argument('--num_images', type=int, default=50, help='pairs in each source')
+  parser.add_argument('--num_batches', type=int, default=200, help='batches timed')
+  parser.add_argument('--num_workers', type=int, default=0)
+  parser.add_argument('--tfds', default=None, help='also measure this built dataset')
+  parser.add_argument('--data_dir', default=None)
+  parser.add_argument('--with_model', action='store_true',
+                      help='also time a default-model train step')
+  parser.add_argument('--model_steps', type=int, default=3)
+  args = parser.parse_args()
+
+  print(f'batch {args.batch_size} x {args.patch_size}x{args.patch_size}, '
+        f'{os.cpu_count()} CPUs (shared with anything else running)')
+  rng = np.random.default_rng(0)
+  rates = {
+      'memory': measure_pipeline(_random_source(args.num_images, rng), args),
+      'png': measure_pipeline(_PngSource(args.num_images, rng), args),
+  }
+  if args.tfds:
+    source = _tfds_source(args.tfds, args.data_dir)
+    if source is not None:
+      rates[f'tfds {args.tfds}'] = measure_pipeline(source, args)
+  for name, rate in rates.items():
+    print(f'pipeline [{name}]: {rate:.1f} batches/s')
+  if args.with_model:
+    seconds = measure_train_step(args)
+    if seconds is not None:
+      print(f'model: {seconds:.2f} s/step = {1 / seconds:.2f} batches/s consumed')
+      for name, rate in rates.items():
+        print(f'pipeline [{name}] / model: {rate * seconds:.0f}x')
+
+
+if __name__ == '__main__':
+  main()
