@@ -1,0 +1,344 @@
+"""Derains your own photos: ``python -m mh2f_jax.derain --workdir=DIR --input=X --output=DIR``.
+
+``--input`` is an image file or a folder (its image files, not sub-folders: every file
+with an extension Pillow reads). Each output is written to ``--output`` as a PNG named
+after the input (``photo.jpg`` -> ``photo.png``; ``photo.jpg.png`` if two inputs share a
+stem), at the input's size. How pixel formats are handled:
+
+* EXIF orientation is applied first (``PIL.ImageOps.exif_transpose``): the output is the
+  upright image, without an orientation tag.
+* RGB: derained as is. Palette, CMYK, YCbCr and other colour modes are converted to RGB
+  (RGBA if they carry transparency) and written as such.
+* RGBA / LA: the alpha channel is kept aside and put back unchanged.
+* 8-bit grayscale (L): replicated to RGB, derained, converted back to L with Pillow's
+  ITU-R 601-2 luma (``L = 0.299 R + 0.587 G + 0.114 B``); ``1`` (bilevel) becomes L.
+* 16-bit grayscale (``I;16``, and 32-bit integer ``I``, clipped to 0..65535): scaled to
+  [0, 1] (divided by 65535), derained in float without 8-bit rounding, converted back with
+  the same luma weights and written as a 16-bit PNG. (Pillow reads 16-bit RGB PNGs as
+  8-bit RGB, so those are derained as 8-bit.)
+* 32-bit float grayscale (``F``, e.g. TIFF): values clipped to [0, 1], written back as a
+  float TIFF (``.tif``).
+* Multi-frame files (GIF, TIFF): the first frame.
+
+Safety: no output is ever written onto an input (``--output`` equal to the input folder,
+or an output path equal to an input file, is refused before anything runs); outputs are
+written atomically. An unreadable file is reported by name and skipped; the others go on.
+
+Exit status: 0 when every image was derained, 1 when some files failed, 2 for a usage
+error (missing workdir or checkpoints, no images, unsafe output) with a one-line message.
+"""
+
+import argparse
+import dataclasses
+import io
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mh2f_jax import errors
+
+# ITU-R 601-2 luma, the weights Pillow uses for RGB -> L.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_COLOUR_MODES_TO_RGB = ('P', 'PA', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'RGBX', 'RGBa', 'La')
+
+
+@dataclasses.dataclass
+class LoadedImage:
+  """An input photo split into what is derained and what is restored afterwards.
+
+  Attributes:
+    kind: 'rgb', 'rgba', 'gray', 'gray_alpha', 'gray16' or 'float'.
+    pixels: uint8 (H, W, 3) for 8-bit kinds; float32 (H, W, 3) in [0, 1] otherwise.
+    alpha: uint8 (H, W) alpha channel, or None.
+    icc_profile: the input's ICC profile when the output keeps its colour mode.
+  """
+  kind: str
+  pixels: np.ndarray
+  alpha: np.ndarray | None = None
+  icc_profile: bytes | None = None
+
+
+def list_images(folder: str) -> list[str]:
+  """Image files directly inside ``folder``, sorted (hidden files skipped).
+
+  Args:
+    folder: a directory.
+
+  Returns:
+    Paths of the files whose extension Pillow reads.
+  """
+  from PIL import Image
+  extensions = {e.lower() for e in Image.registered_extensions()}
+  found = []
+  with os.scandir(folder) as it:
+    for entry in it:
+      if entry.name.startswith('.') or not entry.is_file():
+        continue
+      if os.path.splitext(entry.name)[1].lower() in extensions:
+        found.append(entry.path)
+  return sorted(found)
+
+
+def read_image(path: str) -> LoadedImage:
+  """Reads a photo (any format and mode Pillow reads), upright per its EXIF orientation.
+
+  Args:
+    path: the file.
+
+  Returns:
+    The :class:`LoadedImage`.
+
+  Raises:
+    Exception: whatever Pillow raises for an unreadable or corrupt file.
+  """
+  from PIL import Image
+  from PIL import ImageOps
+  with Image.open(path) as opened:
+    opened.seek(0)
+    img = ImageOps.exif_transpose(opened)
+    img.load()
+  icc = img.info.get('icc_profile')
+  mode = img.mode
+  if mode in _COLOUR_MODES_TO_RGB:
+    transparent = 'transparency' in img.info or mode in ('PA', 'RGBa', 'La')
+    if mode == 'La':
+      img, mode = img.convert('LA'), 'LA'
+    else:
+      img = img.convert('RGBA' if transparent else 'RGB')
+      mode = img.mode
+    icc = None  # The profile described the old colour space.
+  if mode == '1':
+    img, mode = img.convert('L'), 'L'
+  if mode == 'RGB':
+    return LoadedImage('rgb', np.asarray(img, np.uint8), icc_profile=icc)
+  if mode == 'RGBA':
+    arr = np.asarray(img, np.uint8)
+    return LoadedImage('rgba', arr[..., :3].copy(), arr[..., 3].copy(), icc)
+  if mode == 'L':
+    arr = np.asarray(img, np.uint8)
+    return LoadedImage('gray', np.repeat(arr[..., None], 3, axis=-1), icc_profile=icc)
+  if mode == 'LA':
+    arr = np.asarray(img, np.uint8)
+    return LoadedImage('gray_alpha', np.repeat(arr[..., :1], 3, axis=-1), arr[..., 1].copy(),
+                       icc)
+  if mode.startswith('I'):
+    arr = np.clip(np.asarray(img).astype(np.float32), 0, 65535) / 65535.0
+    return LoadedImage('gray16', np.repeat(arr[..., None], 3, axis=-1))
+  if mode == 'F':
+    arr = np.clip(np.nan_to_num(np.asarray(img, np.float32)), 0.0, 1.0)
+    return LoadedImage('float', np.repeat(arr[..., None], 3, axis=-1))
+  raise ValueError(f'unsupported image mode {mode}')
+
+
+def output_extension(kind: str) -> str:
+  """The output file extension for a kind of input."""
+  return '.tif' if kind == 'float' else '.png'
+
+
+def encode_output(loaded: LoadedImage, derained: np.ndarray) -> bytes:
+  """Encodes a derained image in the input's pixel format.
+
+  Args:
+    loaded: the input as read.
+    derained: uint8 (H, W, 3) for 8-bit kinds, float (H, W, 3) in [0, 1] otherwise.
+
+  Returns:
+    PNG (TIFF for 'float') bytes.
+  """
+  from PIL import Image
+  kind = loaded.kind
+  if kind in ('rgb', 'rgba'):
+    img = Image.fromarray(derained, 'RGB')
+    if kind == 'rgba':
+      img.putalpha(Image.fromarray(loaded.alpha, 'L'))
+  elif kind in ('gray', 'gray_alpha'):
+    img = Image.fromarray(derained, 'RGB').convert('L')
+    if kind == 'gray_alpha':
+      img.putalpha(Image.fromarray(loaded.alpha, 'L'))
+  elif kind == 'gray16':
+    gray = np.clip(derained.astype(np.float32) @ _LUMA, 0.0, 1.0)
+    img = Image.fromarray(np.floor(gray * 65535.0 + 0.5).astype(np.uint16))
+  elif kind == 'float':
+    img = Image.fromarray(np.clip(derained.astype(np.float32) @ _LUMA, 0.0, 1.0))
+  else:
+    raise ValueError(f'unknown kind {kind}')
+  buf = io.BytesIO()
+  extra = {'icc_profile': loaded.icc_profile} if loaded.icc_profile else {}
+  img.save(buf, format='TIFF' if kind == 'float' else 'PNG', **extra)
+  return buf.getvalue()
+
+
+def _file_ids(paths: Sequence[str]) -> set[Any]:
+  """Real paths and (device, inode) pairs of existing files, to catch links too."""
+  ids = set()
+  for p in paths:
+    ids.add(os.path.realpath(p))
+    try:
+      st = os.stat(p)
+      ids.add((st.st_dev, st.st_ino))
+    except OSError:
+      pass
+  return ids
+
+
+def _is_one_of(path: str, ids: set[Any]) -> bool:
+  if os.path.realpath(path) in ids:
+    return True
+  try:
+    st = os.stat(path)
+  except OSError:
+    return False
+  return (st.st_dev, st.st_ino) in ids
+
+
+def plan_outputs(input_path: str, output_dir: str) -> list[tuple[str, str]]:
+  """Pairs every input image with its output path, refusing anything unsafe.
+
+  Args:
+    input_path: an image file or a folder.
+    output_dir: the output folder (may not exist yet).
+
+  Returns:
+    ``[(input_file, output_stem_path)]``: the output path without its extension, which
+    depends on the pixel format (see :func:`output_extension`).
+
+  Raises:
+    errors.UserError: missing input, a folder without images, an output that is a file,
+      the input folder as output, or an output path equal to an input file.
+  """
+  if not os.path.exists(input_path):
+    raise errors.UserError(f'input {input_path} does not exist')
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise errors.UserError(f'output {output_dir} exists and is not a folder')
+  if os.path.isdir(input_path):
+    if _is_one_of(output_dir, _file_ids([input_path])):
+      raise errors.UserError(
+          f'--output {output_dir} is the input folder: choose another folder so that no '
+          f'input is overwritten')
+    inputs = list_images(input_path)
+    if not inputs:
+      raise errors.UserError(f'no images in {input_path} (looked for files with an '
+                             f'extension Pillow reads, e.g. .png, .jpg, .tif)')
+  else:
+    inputs = [input_path]
+  plan, used = [], set()
+  for path in inputs:
+    name = os.path.basename(path)
+    stem = os.path.splitext(name)[0]
+    # Two inputs with one stem (a.jpg, a.png) keep both outputs.
+    out_stem = stem if stem not in used else name
+    used.add(out_stem)
+    plan.append((path, os.path.join(output_dir, out_stem)))
+  input_ids = _file_ids(inputs)
+  for path, out_stem in plan:
+    for ext in ('.png', '.tif'):
+      if _is_one_of(out_stem + ext, input_ids):
+        raise errors.UserError(
+            f'refusing to overwrite the input {out_stem + ext}: choose another --output '
+            f'folder')
+  return plan
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      prog='python -m mh2f_jax.derain',
+      description='Derain photos with a trained MH2F-Net (see docs/evaluation.md).')
+  parser.add_argument('--workdir', required=True,
+                      help='training workdir (config.json and checkpoints/)')
+  parser.add_argument('--input', required=True, help='an image file or a folder of images')
+  parser.add_argument('--output', required=True, help='output folder (created if missing)')
+  parser.add_argument('--checkpoint', default='best',
+                      help="'best' (default; 'latest' when no validation was recorded), "
+                           "'latest' or a step number")
+  parser.add_argument('--tile', type=int, default=None,
+                      help='tile size for images above 1 megapixel (multiple of 4, '
+                           'default 512); 0 never tiles')
+  parser.add_argument('--overlap', type=int, default=None,
+                      help='tile overlap in pixels (multiple of 4, default 64)')
+  parser.add_argument('--self_ensemble', action='store_true',
+                      help='x8 self-ensemble (flips and rotations averaged; 8x slower)')
+  return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+  """Derains every input; returns the exit status (0, or 1 if some files failed).
+
+  Raises:
+    errors.UserError: see :func:`plan_outputs` and ``Derainer.from_workdir``.
+  """
+  from mh2f_jax import inference
+  plan = plan_outputs(args.input, args.output)
+  tiling = {}
+  if args.tile is not None:
+    tiling['tile_size'] = args.tile
+  if args.overlap is not None:
+    tiling['tile_overlap'] = args.overlap
+  derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint,
+                                             self_ensemble=args.self_ensemble, **tiling)
+  print(f'model: {args.workdir} at step {derainer.step} ({derainer.checkpoint})')
+  failed = 0
+  for path, out_stem in plan:
+    try:
+      loaded = read_image(path)
+    except Exception as e:  # pylint: disable=broad-except
+      # Pillow raises many unrelated types for corrupt files; the run must go on.
+      print(f'error: cannot read {path}: {e}', file=sys.stderr)
+      failed += 1
+      continue
+    derained = derainer.derain(loaded.pixels)
+    out_path = out_stem + output_extension(loaded.kind)
+    try:
+      inference.write_atomic(out_path, encode_output(loaded, derained))
+    except OSError as e:
+      print(f'error: cannot write {out_path}: {e}', file=sys.stderr)
+      failed += 1
+      continue
+    height, width = loaded.pixels.shape[:2]
+    tiled = ', tiled' if derainer.will_tile(height, width) else ''
+    print(f'{path} -> {out_path} ({width}x{height}, {loaded.kind}{tiled})')
+  done = len(plan) - failed
+  print(f'derained {done} of {len(plan)} image(s) into {args.output}')
+  if failed:
+    print(f'error: {failed} file(s) could not be derained (see above)', file=sys.stderr)
+  return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """CLI entry point; returns the exit status.
+
+  Args:
+    argv: arguments without the program name; None reads ``sys.argv``.
+
+  Returns:
+    0 on success, 1 if some files failed, 2 for a usage error.
+  """
+  args = _parse_args(argv)
+  # Orbax reports routine restore details as absl warnings; this tool's output stays
+  # to the point (errors are still shown).
+  from absl import logging as absl_logging
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  # The library logs notes (e.g. 'best' falling back to 'latest') as warnings.
+  handler = logging.StreamHandler(sys.stderr)
+  handler.setFormatter(logging.Formatter('note: %(message)s'))
+  logger = logging.getLogger('mh2f_jax')
+  logger.addHandler(handler)
+  # Shown once, by this handler, whatever handlers other libraries put on the root.
+  propagate, logger.propagate = logger.propagate, False
+  try:
+    return run(args)
+  except errors.UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  finally:
+    logger.removeHandler(handler)
+    logger.propagate = propagate
+    absl_logging.set_verbosity(verbosity)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

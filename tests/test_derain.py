@@ -1,0 +1,155 @@
+"""Tests for the ``python -m mh2f_jax.derain`` command: formats, safety, error messages."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from PIL import ImageOps
+
+from mh2f_jax import derain
+from mh2f_jax import inference
+
+from test_inference import tiny_run  # pylint: disable=g-bad-import-order
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# All photos (after EXIF rotation) share one size, so the model compiles once for them.
+H, W = 24, 20
+
+
+@pytest.fixture(name='run', scope='session')
+def _run_fixture(tmp_path_factory):
+  return tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(name='photos', scope='module')
+def _photos(tmp_path_factory):
+  """A folder of awkward inputs; returns (folder, {name: what was written})."""
+  folder = tmp_path_factory.mktemp('photos')
+  rng = np.random.default_rng(0)
+  arrays = {
+      'rgba.png': rng.integers(0, 256, (H, W, 4), dtype=np.uint8),
+      'gray.png': rng.integers(0, 256, (H, W), dtype=np.uint8),
+      'g16.png': rng.integers(0, 65536, (H, W), dtype=np.uint16),
+      'one.png': rng.integers(0, 256, (1, 1, 3), dtype=np.uint8),
+  }
+  for name, array in arrays.items():
+    Image.fromarray(array).save(folder / name)
+  # Stored W x H sideways with EXIF orientation 6 (rotate 90 degrees clockwise to show).
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  Image.fromarray(rng.integers(0, 256, (W, H, 3), dtype=np.uint8)).save(
+      folder / 'photo.jpg', exif=exif.tobytes(), quality=95)
+  (folder / 'bad.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'not really a png')
+  (folder / 'notes.txt').write_text('not an image')
+  return folder
+
+
+def _digests(folder):
+  return {p: hashlib.sha256((folder / p).read_bytes()).hexdigest() for p in os.listdir(folder)}
+
+
+def _run_cli(*args):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': REPO}
+  return subprocess.run([sys.executable, '-m', 'mh2f_jax.derain', *args], capture_output=True,
+                        text=True, env=env, timeout=300)
+
+
+def test_folder_of_awkward_inputs(run, photos, tmp_path):
+  before = _digests(photos)
+  out = tmp_path / 'out'
+  proc = _run_cli(f'--workdir={run.workdir}', f'--input={photos}', f'--output={out}')
+  # One unreadable file: reported by name, skipped, the rest done, exit status 1.
+  assert proc.returncode == 1, proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert f'cannot read {photos / "bad.png"}' in proc.stderr
+  assert 'derained 5 of 6' in proc.stdout
+  assert sorted(os.listdir(out)) == ['g16.png', 'gray.png', 'one.png', 'photo.png', 'rgba.png']
+  assert _digests(photos) == before  # inputs untouched
+
+  # Each output is what the Python API gives, in the documented pixel format. The CLI
+  # asked for 'best'; with no validation recorded that is the latest checkpoint.
+  d = inference.Derainer.from_workdir(run.workdir, 'latest')
+
+  with Image.open(photos / 'photo.jpg') as src, Image.open(out / 'photo.png') as got:
+    upright = np.asarray(ImageOps.exif_transpose(src).convert('RGB'))
+    assert upright.shape == (H, W, 3) and got.size == (W, H) and got.mode == 'RGB'
+    np.testing.assert_array_equal(np.asarray(got), d.derain(upright))
+
+  with Image.open(photos / 'rgba.png') as src, Image.open(out / 'rgba.png') as got:
+    src_a, got_a = np.asarray(src), np.asarray(got)
+    assert got.mode == 'RGBA'
+    np.testing.assert_array_equal(got_a[..., 3], src_a[..., 3])  # alpha restored as is
+    np.testing.assert_array_equal(got_a[..., :3], d.derain(src_a[..., :3]))
+
+  with Image.open(photos / 'gray.png') as src, Image.open(out / 'gray.png') as got:
+    rgb = np.repeat(np.asarray(src)[..., None], 3, axis=-1)
+    assert got.mode == 'L' and got.size == (W, H)
+    expected = Image.fromarray(d.derain(rgb)).convert('L')
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+
+  with Image.open(photos / 'g16.png') as src, Image.open(out / 'g16.png') as got:
+    assert src.mode == 'I;16' and got.mode == 'I;16' and got.size == (W, H)
+    x = np.asarray(src).astype(np.float32) / 65535.0
+    y = d.derain(np.repeat(x[..., None], 3, axis=-1))
+    gray = np.clip(y @ np.array([0.299, 0.587, 0.114], np.float32), 0, 1)
+    np.testing.assert_array_equal(np.asarray(got), np.floor(gray * 65535 + 0.5))
+
+  with Image.open(out / 'one.png') as got:
+    assert got.size == (1, 1) and got.mode == 'RGB'
+
+
+def _main(capsys, *args):
+  status = derain.main(list(args))
+  captured = capsys.readouterr()
+  assert 'Traceback' not in captured.err
+  return status, captured
+
+
+def test_single_1x1_image(run, photos, tmp_path, capsys):
+  status, captured = _main(capsys, f'--workdir={run.workdir}', f'--input={photos / "one.png"}',
+                           f'--output={tmp_path}')
+  assert status == 0, captured.err
+  assert 'note: ' in captured.err and 'latest' in captured.err  # 'best' fell back
+  with Image.open(tmp_path / 'one.png') as got:
+    assert got.size == (1, 1)
+
+
+def _error(capsys, *args):
+  status, captured = _main(capsys, *args)
+  lines = captured.err.strip().splitlines()
+  assert status == 2 and len(lines) == 1 and lines[0].startswith('error: '), captured.err
+  return lines[0]
+
+
+def test_user_errors_are_one_line(run, photos, tmp_path, capsys):
+  out = f'--output={tmp_path / "out"}'
+  msg = _error(capsys, f'--workdir={tmp_path / "missing"}', f'--input={photos}', out)
+  assert 'missing' in msg and 'does not exist' in msg
+
+  no_ckpt = tmp_path / 'no_checkpoints'
+  no_ckpt.mkdir()
+  (no_ckpt / 'config.json').write_bytes(open(os.path.join(run.workdir, 'config.json'),
+                                             'rb').read())
+  msg = _error(capsys, f'--workdir={no_ckpt}', f'--input={photos}', out)
+  assert 'has no checkpoints' in msg
+
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  (empty / 'readme.txt').write_text('no images here')
+  msg = _error(capsys, f'--workdir={run.workdir}', f'--input={empty}', out)
+  assert msg.startswith(f'error: no images in {empty}')
+
+  msg = _error(capsys, f'--workdir={run.workdir}', f'--input={tmp_path / "nope.png"}', out)
+  assert 'does not exist' in msg
+
+  before = _digests(photos)
+  msg = _error(capsys, f'--workdir={run.workdir}', f'--input={photos}', f'--output={photos}')
+  assert 'input folder' in msg
+  msg = _error(capsys, f'--workdir={run.workdir}', f'--input={photos / "gray.png"}',
+               f'--output={photos}')
+  assert 'refusing to overwrite' in msg
+  assert _digests(photos) == before

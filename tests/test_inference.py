@@ -1,0 +1,329 @@
+"""Tests for mh2f_jax.inference: tiling, dtypes, self-ensemble, loading and exporting.
+
+Also home of :func:`tiny_run`, the one tiny trained workdir the evaluation and deraining
+tests share (built once per test process under pytest's base temp folder).
+"""
+
+import dataclasses
+import fcntl
+import logging
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from mh2f_jax import errors
+from mh2f_jax import inference
+from mh2f_jax import metrics
+from mh2f_jax import model as model_lib
+
+# ------------------------------------------------------------- the shared tiny workdir
+
+# Test images of two sizes (one not a multiple of 4) keep the compile count low.
+_TEST_SIZES = ((40, 48), (40, 48), (37, 45))
+
+
+@dataclasses.dataclass
+class TinyRun:
+  """A tiny trained workdir and the paired_folder data it was trained on."""
+  workdir: str
+  manual_dir: str
+  data_dir: str
+  # name (as the dataset reports it) -> (rainy, clean) uint8, read from the PNG files.
+  test_pairs: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def fake_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """A smooth 'clean' image and a 'rainy' one with bright diagonal streaks (uint8)."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:height, 0:width]
+  freq = rng.uniform(0.05, 0.3, size=(3, 2))
+  phase = rng.uniform(0, 6.28, size=3)
+  clean = np.stack([0.5 + 0.4 * np.sin(freq[c, 0] * yy + freq[c, 1] * xx + phase[c])
+                    for c in range(3)], -1)
+  streaks = ((xx + 2 * yy + rng.integers(0, 7)) % 7 == 0) * rng.uniform(0.3, 0.6)
+  rainy = np.clip(clean + streaks[..., None], 0, 1)
+  return metrics.to_uint8(rainy), metrics.to_uint8(clean)
+
+
+def _write_dataset(root: str) -> None:
+  """A paired_folder tree: <split>/rainy/img<i>.png + <split>/clean/img<i>.png."""
+  for split, sizes in (('train', ((32, 32),) * 4), ('test', _TEST_SIZES)):
+    for i, (h, w) in enumerate(sizes):
+      rainy, clean = fake_pair(h, w, seed=100 * (split == 'test') + i)
+      for kind, image in (('rainy', rainy), ('clean', clean)):
+        os.makedirs(os.path.join(root, split, kind), exist_ok=True)
+        Image.fromarray(image).save(os.path.join(root, split, kind, f'img{i}.png'))
+
+
+_RUNS: dict[str, TinyRun] = {}
+
+
+def tiny_run(tmp_path_factory) -> TinyRun:
+  """Builds (once per test session) a workdir trained for one step of a tiny model.
+
+  The model is features=8, num_blocks=2 on a 4-pair paired_folder dataset; there is no
+  validation, so the workdir has training checkpoints but no best checkpoint. Under
+  pytest-xdist the workers share one build (the usual lock-file recipe of the xdist
+  docs), in the folder above their own base temp folders.
+  """
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent
+  base = str(root / 'mh2f_tiny_run')
+  if base in _RUNS:
+    return _RUNS[base]
+  with open(str(root / 'mh2f_tiny_run.lock'), 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    manual_dir = os.path.join(base, 'data')
+    workdir = os.path.join(base, 'workdir')
+    done = os.path.join(base, 'DONE')
+    if not os.path.exists(done):
+      if os.path.exists(base):
+        shutil.rmtree(base)
+      _write_dataset(manual_dir)
+      _train(manual_dir, os.path.join(base, 'tfds'), workdir)
+      open(done, 'w').close()
+  test_pairs = {}
+  for name in _test_names():
+    rainy, clean = (np.asarray(Image.open(os.path.join(manual_dir, name.replace('rainy', kind))))
+                    for kind in ('rainy', 'clean'))
+    test_pairs[name] = (rainy, clean)
+  run = TinyRun(workdir, manual_dir, os.path.join(base, 'tfds'), test_pairs)
+  _RUNS[base] = run
+  return run
+
+
+def _test_names() -> list[str]:
+  return [f'test/rainy/img{i}.png' for i in range(len(_TEST_SIZES))]
+
+
+def _train(manual_dir: str, data_dir: str, workdir: str) -> None:
+  from absl import flags
+  flags.FLAGS.mark_as_parsed()  # Grain reads absl flags.
+  from configs import default
+  from mh2f_jax import train_lib
+  config = default.get_config()
+  config.data.dataset = 'paired_folder'
+  config.data.manual_dir = manual_dir
+  config.data.data_dir = data_dir
+  config.data.patch_size = 16
+  config.model.features = 8
+  config.model.num_blocks = 2
+  config.batch_size = 2
+  config.num_train_steps = 1
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 1
+  config.eval_every_steps = 0
+  config.image_every_steps = 0
+  config.num_eval_images = 0
+  train_lib.train_and_evaluate(config, workdir)
+
+
+@pytest.fixture(name='run', scope='session')
+def _run_fixture(tmp_path_factory):
+  return tiny_run(tmp_path_factory)
+
+
+# ------------------------------------------------------------------ random tiny models
+
+
+def random_params(model, seed: int = 0):
+  """Random parameters of the right shapes, made with NumPy.
+
+  (Quicker than ``model.init``, whose compilation takes long on a busy 2-core machine.)
+  Kernels are normals of variance 0.5 / fan_in (the output then stays O(1)
+  without normalisation), biases small, and ``gamma`` (zero at initialisation,
+  which would make every MHEB the identity) is 0.5 so that the hourglasses, and with
+  them the whole receptive field, take part.
+  """
+  rng = np.random.default_rng(seed)
+
+  def make(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if 'gamma' in name:
+      return np.full(leaf.shape, 0.5, np.float32)
+    if 'kernel' in name:
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return (rng.standard_normal(leaf.shape) * np.sqrt(0.5 / fan_in)).astype(np.float32)
+    return (0.01 * rng.standard_normal(leaf.shape)).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(make, model_lib.abstract_params(model))
+
+
+def _tiny_model_and_params(distill: str = 'hadb'):
+  model = model_lib.MH2FNet(features=8, num_blocks=2, distill=distill)
+  return model, random_params(model)
+
+
+@pytest.fixture(name='hadb_derainer', scope='module')
+def _hadb_derainer():
+  return inference.Derainer(*_tiny_model_and_params('hadb'))
+
+
+def _photo(height, width, seed=0):
+  rainy, _ = fake_pair(height, width, seed)
+  return rainy
+
+
+# ----------------------------------------------------------------------------- tiling
+
+
+@pytest.mark.parametrize('length', [4, 8, 160, 164, 200, 320, 324, 1000])
+def test_tile_plan_covers_with_aligned_tiles(length):
+  tile, overlap, margin = 160, 128, 40
+  size = min(tile, length)
+  starts = inference.tile_starts(length, tile, overlap)
+  assert starts[0] == 0 and starts[-1] + size == length
+  assert all(s % 4 == 0 for s in starts)
+  assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+  total = np.zeros(length)
+  for s in starts:
+    w = inference.blend_profile(size, s, length, margin, overlap - 2 * margin)
+    # Pixels within the margin of an edge shared with another tile get no weight.
+    if s > 0:
+      assert not w[:margin].any()
+    if s + size < length:
+      assert not w[-margin:].any()
+    total[s:s + size] += w
+  assert (total > 0).all()
+
+
+def test_tiled_equals_whole_image_for_a_local_model():
+  # distill='concat' has no global operation, so every output pixel depends only on a
+  # window of the input: its radius is 63 pixels for this model (the support of the
+  # input gradient). A tile margin of 72 covers it, so tiling must change nothing.
+  model, params = _tiny_model_and_params('concat')
+  image = np.random.default_rng(0).random((150, 203, 3)).astype(np.float32)
+  whole = inference.Derainer(model, params, tile_size=0)
+  tiled = inference.Derainer(model, params, tile_size=160, tile_overlap=144, tile_margin=72,
+                             max_untiled_pixels=0)
+  assert tiled.will_tile(150, 203) and not whole.will_tile(150, 203)
+  assert len(inference.tile_starts(152, 160, 144)) * len(
+      inference.tile_starts(204, 160, 144)) > 1
+  expected = whole.derain_raw(image[None])
+  got = tiled.derain_raw(image[None])
+  assert got.shape == expected.shape == (1, 150, 203, 3)
+  np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+  # The comparison has teeth: a margin smaller than the receptive field is not exact.
+  tiled.set_tiling(160, 144, 8, 0)
+  assert np.abs(tiled.derain_raw(image[None]) - expected).max() > 1e-4
+
+
+def test_tiling_settings_are_validated(hadb_derainer):
+  for kwargs in ({'tile_size': 130}, {'tile_size': 128, 'tile_overlap': 30},
+                 {'tile_size': 128, 'tile_overlap': 128},
+                 {'tile_size': 128, 'tile_overlap': 16, 'tile_margin': 12},
+                 {'tile_size': -4}):
+    with pytest.raises(ValueError, match='tile'):
+      hadb_derainer.set_tiling(**kwargs)
+  with pytest.raises(errors.UserError):
+    hadb_derainer.set_tiling(tile_size=130)
+  hadb_derainer.set_tiling()
+
+
+# --------------------------------------------------------------------- dtypes, batches
+
+
+def test_derain_keeps_dtype_and_shape(hadb_derainer):
+  d = hadb_derainer
+  rainy = _photo(20, 24)
+  raw = d.derain_raw(rainy[None].astype(np.float32) / 255.0)[0]
+
+  out8 = d.derain(rainy)
+  assert out8.dtype == np.uint8 and out8.shape == rainy.shape
+  np.testing.assert_array_equal(out8, metrics.to_uint8(raw))
+
+  x32 = rainy.astype(np.float32) / 255.0
+  out32 = d.derain(x32)
+  assert out32.dtype == np.float32 and out32.shape == rainy.shape
+  assert out32.min() >= 0.0 and out32.max() <= 1.0
+  np.testing.assert_allclose(out32, np.clip(raw, 0, 1), atol=1e-6)
+
+  out64 = d.derain(x32.astype(np.float64))
+  assert out64.dtype == np.float64
+  np.testing.assert_allclose(out64, out32, atol=1e-6)
+
+  out_jax = d.derain(jnp.asarray(x32))
+  np.testing.assert_allclose(out_jax, out32, atol=1e-6)
+
+
+def test_batch_equals_single_images(hadb_derainer):
+  batch = np.stack([_photo(20, 24, seed=1), _photo(20, 24, seed=2)])
+  out = hadb_derainer.derain(batch)
+  assert out.shape == batch.shape and out.dtype == np.uint8
+  x = batch.astype(np.float32) / 255.0
+  together = hadb_derainer.derain_raw(x)
+  for i in range(2):
+    np.testing.assert_allclose(together[i], hadb_derainer.derain_raw(x[i:i + 1])[0],
+                               atol=1e-5)
+
+
+def test_derain_rejects_bad_arrays(hadb_derainer):
+  for bad in (np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8),
+              np.zeros((8, 8, 3), np.int32), np.zeros((0, 8, 3), np.float32)):
+    with pytest.raises(ValueError):
+      hadb_derainer.derain(bad)
+
+
+def test_self_ensemble_commutes_with_flips_and_rotations(hadb_derainer):
+  x = _photo(24, 24, seed=3).astype(np.float32) / 255.0
+  plain = hadb_derainer.derain_raw(x[None])[0]
+  ens = hadb_derainer.derain_raw(x[None], self_ensemble=True)[0]
+  assert np.abs(ens - plain).max() > 1e-4  # The ensemble is not the single pass.
+  # Averaging over the 8 dihedral transforms makes the result equivariant to them.
+  for transform in (lambda a: np.rot90(a, 1), lambda a: a[:, ::-1],
+                    lambda a: np.rot90(a, 3)[::-1]):
+    got = hadb_derainer.derain_raw(np.ascontiguousarray(transform(x))[None],
+                                   self_ensemble=True)[0]
+    np.testing.assert_allclose(got, transform(ens), atol=1e-5)
+
+
+# ------------------------------------------------------------------ loading, exporting
+
+
+def test_from_workdir_best_falls_back_to_latest(run, caplog):
+  from mh2f_jax import checkpointing
+  latest = checkpointing.checkpoint_steps(run.workdir)[-1]
+  with caplog.at_level(logging.WARNING, logger='mh2f_jax'):
+    d = inference.Derainer.from_workdir(run.workdir)  # 'best', but no validation ran
+  assert d.step == latest and d.checkpoint == 'latest'
+  assert 'no best checkpoint' in caplog.text
+  with pytest.raises(errors.UserError, match='no best checkpoint'):
+    inference.Derainer.from_workdir(run.workdir, 'best', fallback_to_latest=False)
+  with pytest.raises(errors.UserError, match='step 12345'):
+    inference.Derainer.from_workdir(run.workdir, 12345)
+
+
+def test_export_and_load_params_file(run, tmp_path):
+  d = inference.Derainer.from_workdir(run.workdir, 'latest')
+  path = str(tmp_path / 'mh2f.msgpack')
+  info = inference.export_params(run.workdir, path, 'latest')
+  assert info['step'] == d.step and os.path.isfile(path)
+  rainy = _photo(20, 24, seed=4)
+  expected = d.derain(rainy)
+  from_json = inference.Derainer.from_params_file(path, os.path.join(run.workdir,
+                                                                     'config.json'))
+  np.testing.assert_array_equal(from_json.derain(rainy), expected)
+  from_dict = inference.Derainer.from_params_file(path, info['model_config'])
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(from_dict.params),
+               jax.device_get(d.params))
+  with pytest.raises(errors.UserError, match='refusing'):
+    inference.export_params(run.workdir, os.path.join(run.workdir, 'config.json'))
+
+
+def test_params_file_errors(run, tmp_path):
+  bad = tmp_path / 'bad.msgpack'
+  bad.write_bytes(b'\x00garbage\xff' * 10)
+  with pytest.raises(errors.UserError, match='not a parameters file'):
+    inference.Derainer.from_params_file(str(bad), {'features': 8, 'num_blocks': 2})
+  with pytest.raises(errors.UserError, match='cannot read'):
+    inference.Derainer.from_params_file(str(tmp_path / 'missing.msgpack'), {})
+  good = str(tmp_path / 'p.msgpack')
+  inference.export_params(run.workdir, good, 'latest')
+  with pytest.raises(errors.UserError, match='do not fit'):
+    inference.Derainer.from_params_file(good, {'features': 16, 'num_blocks': 2})
