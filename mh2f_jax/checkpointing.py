@@ -1,0 +1,307 @@
+"""The workdir on disk: configs, Orbax checkpoints and the best-validation parameters.
+
+Training writes, evaluation and inference read, through this one module:
+
+```
+WORKDIR/config.json        the resolved config (``config.to_dict()``), written atomically
+WORKDIR/checkpoints/STEP/  Orbax CheckpointManager steps, items 'state' (TrainState:
+                           step, params, opt_state) and 'data' (the Grain iterator state)
+WORKDIR/best/STEP/         params of the best validation PSNR-Y so far, items 'params' and
+                           'metrics' ({step, psnr_y, ssim_y}); only the latest is kept
+WORKDIR/best.json          {"step", "psnr_y", "ssim_y"}, a copy of best/STEP/metrics
+```
+
+Why a separate ``best/`` manager: the training manager keeps only the newest
+``max_to_keep`` steps, so the best step would soon be deleted. ``best/`` holds one params
+copy (no optimizer state: a third of a training checkpoint) that Orbax writes atomically
+(a temporary folder renamed once complete) before it removes the previous best, so a
+crash at any moment leaves one complete best checkpoint. ``best.json`` is written after
+that, atomically; the ``metrics`` item inside ``best/STEP`` is the source of truth if the
+two ever disagree.
+
+Parameters are restored as NumPy arrays from the checkpoint metadata alone: no model is
+built and no device layout is assumed, so a checkpoint written on 8 GPUs restores on a
+laptop CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from etils import epath
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from mh2f_jax.errors import UserError
+
+CONFIG_FILE = 'config.json'
+BEST_FILE = 'best.json'
+CHECKPOINT_DIR = 'checkpoints'
+BEST_DIR = 'best'
+# Item names inside a training checkpoint step and a best step.
+STATE_ITEM = 'state'
+DATA_ITEM = 'data'
+PARAMS_ITEM = 'params'
+METRICS_ITEM = 'metrics'
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+  """Writes ``obj`` as indented JSON to ``path`` atomically (temp file + ``os.replace``).
+
+  Args:
+    path: destination file.
+    obj: JSON-serialisable object.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+      f.write('\n')
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def _check_workdir(workdir: str) -> str:
+  """Returns the absolute workdir; UserError if it does not exist."""
+  if not workdir:
+    raise UserError('no workdir given')
+  path = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
+  if not os.path.isdir(path):
+    raise UserError(f'workdir {workdir} does not exist')
+  return path
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict | dict) -> None:
+  """Writes ``WORKDIR/config.json`` atomically.
+
+  Args:
+    workdir: the run's directory (created if missing).
+    config: the resolved config.
+  """
+  data = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+  write_json_atomic(os.path.join(workdir, CONFIG_FILE), data)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """Reads the resolved config a training run wrote into its workdir.
+
+  Args:
+    workdir: the run's directory.
+
+  Returns:
+    The config as an (unlocked) ``ConfigDict``.
+
+  Raises:
+    UserError: the workdir or its ``config.json`` is missing or unreadable.
+  """
+  path = os.path.join(_check_workdir(workdir), CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise UserError(f'{path} does not exist: {workdir} is not a training workdir '
+                    '(train.py writes config.json when it starts)')
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f'cannot read {path}: {e}') from e
+  if not isinstance(data, dict):
+    raise UserError(f'{path} does not hold a config (a JSON object)')
+  return ml_collections.ConfigDict(data)
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """Returns the finalized training checkpoint steps, ascending (empty if none)."""
+  return sorted(ocp.utils.checkpoint_steps(os.path.join(workdir, CHECKPOINT_DIR)))
+
+
+def best_steps(workdir: str) -> list[int]:
+  """Returns the finalized best-validation steps, ascending (at most one normally)."""
+  return sorted(ocp.utils.checkpoint_steps(os.path.join(workdir, BEST_DIR)))
+
+
+def create_train_manager(workdir: str, *, max_to_keep: int | None,
+                         enable_async: bool = True) -> ocp.CheckpointManager:
+  """Returns the training CheckpointManager at ``WORKDIR/checkpoints``.
+
+  Every call to ``save`` writes (the caller decides when to save), the newest
+  ``max_to_keep`` steps are kept, and saves run in the background unless
+  ``enable_async`` is False. Call ``wait_until_finished()`` before exiting.
+
+  Args:
+    workdir: the run's directory.
+    max_to_keep: steps to keep; None keeps all.
+    enable_async: write in a background thread after the device-to-host copy.
+
+  Returns:
+    A manager with items 'state' and 'data'.
+  """
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, save_interval_steps=1,
+      enable_async_checkpointing=enable_async, create=True)
+  return ocp.CheckpointManager(os.path.join(workdir, CHECKPOINT_DIR),
+                               item_names=(STATE_ITEM, DATA_ITEM), options=options)
+
+
+def create_best_manager(workdir: str) -> ocp.CheckpointManager:
+  """Returns the manager of ``WORKDIR/best``: one params-only checkpoint, written in sync.
+
+  Synchronous so that ``best.json`` is written only once the parameters are on disk.
+  """
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=1, save_interval_steps=1, enable_async_checkpointing=False, create=True)
+  return ocp.CheckpointManager(os.path.join(workdir, BEST_DIR),
+                               item_names=(PARAMS_ITEM, METRICS_ITEM), options=options)
+
+
+def save_best(manager: ocp.CheckpointManager, workdir: str, step: int, params: Any,
+              psnr_y: float, ssim_y: float) -> dict[str, Any]:
+  """Saves ``params`` as the new best and then writes ``best.json``.
+
+  Must be called on every process (Orbax saves collectively); only process 0 writes
+  ``best.json``.
+
+  Args:
+    manager: from :func:`create_best_manager`.
+    workdir: the run's directory.
+    step: the training step of ``params``.
+    params: the parameters (global arrays or NumPy).
+    psnr_y: validation PSNR on Y (dB).
+    ssim_y: validation SSIM on Y.
+
+  Returns:
+    The record written: ``{'step', 'psnr_y', 'ssim_y'}``.
+  """
+  record = {'step': int(step), 'psnr_y': float(psnr_y), 'ssim_y': float(ssim_y)}
+  manager.save(int(step), args=ocp.args.Composite(**{
+      PARAMS_ITEM: ocp.args.StandardSave(params),
+      METRICS_ITEM: ocp.args.JsonSave(record)}), force=True)
+  manager.wait_until_finished()
+  if jax.process_index() == 0:
+    write_json_atomic(os.path.join(workdir, BEST_FILE), record)
+  return record
+
+
+def read_best(workdir: str) -> dict[str, Any] | None:
+  """Returns the best-validation record ``{'step', 'psnr_y', 'ssim_y'}``, or None.
+
+  Read from the newest ``best/STEP/metrics`` item (the source of truth); ``best.json``
+  only if that is unreadable.
+  """
+  steps = best_steps(workdir)
+  if steps:
+    path = os.path.join(workdir, BEST_DIR, str(steps[-1]), METRICS_ITEM)
+    try:
+      record = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
+          path, args=ocp.args.JsonRestore())
+      return {'step': int(record['step']), 'psnr_y': float(record['psnr_y']),
+              'ssim_y': float(record['ssim_y'])}
+    except (OSError, ValueError, KeyError, TypeError, FileNotFoundError):
+      pass
+  path = os.path.join(workdir, BEST_FILE)
+  if os.path.isfile(path):
+    with open(path) as f:
+      return json.load(f)
+  return None
+
+
+def parse_checkpoint(checkpoint: str | int) -> str | int:
+  """Normalises a checkpoint selector: 'latest', 'best' or a step number.
+
+  Raises:
+    UserError: anything else, naming the allowed forms.
+  """
+  if isinstance(checkpoint, (int, np.integer)) and not isinstance(checkpoint, bool):
+    if checkpoint < 0:
+      raise UserError(f'checkpoint step must be >= 0, got {checkpoint}')
+    return int(checkpoint)
+  if isinstance(checkpoint, str):
+    text = checkpoint.strip()
+    if text in ('latest', 'best'):
+      return text
+    if text.isdigit():
+      return int(text)
+  raise UserError(
+      f"checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}")
+
+
+def _restore_params_numpy(item_dir: str, subtree: str | None) -> Any:
+  """Restores a params tree (or the ``subtree`` of a tree) as NumPy, no devices needed."""
+  # The handler directly (not a Checkpointer): an item folder has no step metadata, and
+  # a Checkpointer warns about that.
+  handler = ocp.PyTreeCheckpointHandler()
+  try:
+    path = epath.Path(item_dir)
+    tree = handler.metadata(path).tree
+    if subtree is not None:
+      tree = {subtree: tree[subtree]}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    restored = handler.restore(path, args=ocp.args.PyTreeRestore(
+        item=tree, restore_args=restore_args, partial_restore=subtree is not None))
+  finally:
+    handler.close()
+  return restored[subtree] if subtree is not None else restored
+
+
+def _describe_available(train: list[int], best: list[int]) -> str:
+  parts = [f'training checkpoints at steps {", ".join(map(str, train)) or "(none)"}']
+  if best:
+    parts.append(f'best at step {best[-1]}')
+  return '; '.join(parts)
+
+
+def restore_params(workdir: str, checkpoint: str | int = 'latest') -> tuple[Any, int]:
+  """Restores only the parameters of a checkpoint, as NumPy arrays.
+
+  Works on any number of devices (the restore uses no device), while training is still
+  writing other steps, and whatever the device count of the run that saved it.
+
+  Args:
+    workdir: the training run's directory.
+    checkpoint: 'latest' (newest training checkpoint), 'best' (best validation PSNR-Y),
+      or a step number (int or a string of digits), found among the training
+      checkpoints or the best one.
+
+  Returns:
+    ``(params, step)``: the Flax ``params`` tree of ``np.ndarray`` and its step.
+
+  Raises:
+    UserError: missing workdir, no checkpoints, no best checkpoint, an unknown step
+      (the message lists the available ones) or a malformed selector.
+  """
+  selector = parse_checkpoint(checkpoint)
+  path = _check_workdir(workdir)
+  train, best = checkpoint_steps(path), best_steps(path)
+  if selector == 'latest':
+    if not train:
+      hint = f' (a best checkpoint exists at step {best[-1]}: use checkpoint=best)' if best else ''
+      raise UserError(f'workdir {workdir} has no checkpoints in '
+                      f'{os.path.join(path, CHECKPOINT_DIR)}{hint}')
+    step = train[-1]
+  elif selector == 'best':
+    if not best:
+      raise UserError(
+          f'workdir {workdir} has no best checkpoint yet (it is saved after each '
+          f'validation, every eval_every_steps and at the end of training); '
+          f'{_describe_available(train, best)}')
+    step = best[-1]
+  else:
+    step = selector
+    if step not in train and step not in best:
+      raise UserError(f'workdir {workdir} has no checkpoint at step {step}; '
+                      f'{_describe_available(train, best)}')
+  if step in train:
+    item_dir = os.path.join(path, CHECKPOINT_DIR, str(step), STATE_ITEM)
+    params = _restore_params_numpy(item_dir, 'params')
+  else:
+    item_dir = os.path.join(path, BEST_DIR, str(step), PARAMS_ITEM)
+    params = _restore_params_numpy(item_dir, None)
+  return params, int(step)

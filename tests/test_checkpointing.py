@@ -1,0 +1,129 @@
+"""Tests of the workdir layout: configs, params-only restore, the best checkpoint, errors."""
+
+import json
+import os
+
+from absl import flags
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from mh2f_jax import checkpointing
+from mh2f_jax import train_lib
+from mh2f_jax.errors import UserError
+
+
+def _params(value: float) -> dict:
+  return {'head': {'kernel': jnp.full((3, 3, 3, 4), value), 'bias': jnp.zeros((4,))},
+          'mheb_0': {'gamma': jnp.arange(4, dtype=jnp.float32) * value}}
+
+
+def _state(step: int) -> train_lib.TrainState:
+  params = _params(float(step))
+  return train_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
+                              opt_state={'mu': jax.tree.map(jnp.ones_like, params)})
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  """A workdir with training checkpoints at steps 1..3 (2 kept) and config.json."""
+  path = str(tmp_path_factory.mktemp('workdir'))
+  checkpointing.save_config(path, {'model': {'features': 4}, 'seed': 0})
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  iterator = iter(grain.MapDataset.source(list(range(10))).to_iter_dataset())
+  manager = checkpointing.create_train_manager(path, max_to_keep=2)
+  for step in (1, 2, 3):
+    next(iterator)
+    manager.save(step, args=ocp.args.Composite(**{
+        checkpointing.STATE_ITEM: ocp.args.StandardSave(_state(step)),
+        checkpointing.DATA_ITEM: grain.checkpoint.CheckpointSave(iterator)}), force=True)
+  manager.wait_until_finished()
+  manager.close()
+  return path
+
+
+def _assert_params(params, value):
+  expected = jax.tree.map(np.asarray, _params(value))
+  assert jax.tree.structure(params) == jax.tree.structure(expected)
+  for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
+    assert isinstance(got, np.ndarray)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_restore_params_latest_and_by_step(workdir):
+  assert checkpointing.checkpoint_steps(workdir) == [2, 3]
+  params, step = checkpointing.restore_params(workdir)
+  assert step == 3
+  _assert_params(params, 3.0)
+  for selector in (2, '2', ' 2 '):
+    params, step = checkpointing.restore_params(workdir, selector)
+    assert step == 2
+    _assert_params(params, 2.0)
+
+
+def test_unknown_step_lists_available_steps(workdir):
+  with pytest.raises(UserError, match=r'no checkpoint at step 1; .*steps 2, 3'):
+    checkpointing.restore_params(workdir, 1)
+
+
+@pytest.mark.parametrize('selector', ['newest', '-1', -1, 2.5, None])
+def test_bad_selector(workdir, selector):
+  with pytest.raises(UserError, match='checkpoint'):
+    checkpointing.restore_params(workdir, selector)
+
+
+def test_best_requires_a_validation(workdir):
+  with pytest.raises(UserError, match='no best checkpoint'):
+    checkpointing.restore_params(workdir, 'best')
+
+
+def test_missing_workdir_and_empty_workdir(tmp_path):
+  with pytest.raises(UserError, match='does not exist'):
+    checkpointing.restore_params(str(tmp_path / 'nope'))
+  with pytest.raises(UserError, match='has no checkpoints'):
+    checkpointing.restore_params(str(tmp_path))
+  with pytest.raises(UserError, match='does not exist'):
+    checkpointing.load_config(str(tmp_path / 'nope'))
+  with pytest.raises(UserError, match='config.json does not exist'):
+    checkpointing.load_config(str(tmp_path))
+  (tmp_path / 'config.json').write_text('{not json')
+  with pytest.raises(UserError, match='cannot read'):
+    checkpointing.load_config(str(tmp_path))
+
+
+def test_config_roundtrip(workdir):
+  config = checkpointing.load_config(workdir)
+  assert config.model.features == 4 and config.seed == 0
+
+
+def test_best_checkpoint_replaces_the_previous_one(tmp_path):
+  path = str(tmp_path)
+  manager = checkpointing.create_best_manager(path)
+  checkpointing.save_best(manager, path, 5, _params(5.0), 20.0, 0.7)
+  record = checkpointing.save_best(manager, path, 9, _params(9.0), 21.5, 0.75)
+  manager.close()
+  assert record == {'step': 9, 'psnr_y': 21.5, 'ssim_y': 0.75}
+  with open(os.path.join(path, checkpointing.BEST_FILE)) as f:
+    assert json.load(f) == record
+  assert checkpointing.read_best(path) == record
+  assert checkpointing.best_steps(path) == [9]
+  params, step = checkpointing.restore_params(path, 'best')
+  assert step == 9
+  _assert_params(params, 9.0)
+  # The best step is also found by number, though it is no training checkpoint.
+  _, step = checkpointing.restore_params(path, 9)
+  assert step == 9
+  with pytest.raises(UserError, match='use checkpoint=best'):
+    checkpointing.restore_params(path, 'latest')
+
+
+def test_write_json_atomic_leaves_no_temporary_files(tmp_path):
+  target = tmp_path / 'out.json'
+  checkpointing.write_json_atomic(str(target), {'a': 1})
+  checkpointing.write_json_atomic(str(target), {'a': 2})
+  assert json.loads(target.read_text()) == {'a': 2}
+  assert os.listdir(tmp_path) == ['out.json']
