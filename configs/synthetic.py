@@ -3,11 +3,14 @@
 Data: ``synthetic_rain/heavy``, rain rendered over photos bundled with scikit-image, so
 nothing needs downloading; the dataset is built on first use (seconds).
 
-Sizing (to be tuned against the demo's time budget of about 10 minutes on a 2-core CPU
-for training plus evaluation): a narrow, shallow model (16 features, 2 MHEBs) trains
-several times faster per step than the paper's (32 features, 8 MHEBs) and still learns
-the rain layer well; a higher learning rate with a cosine decay converges within the few
-hundred steps the budget allows.
+Sizing, for the demo's budget of 10 minutes for training plus evaluation on a 2-core CPU:
+a narrow, shallow model (16 features, 2 MHEBs: 79,562 parameters) runs a 16x64x64 train
+step in about 0.6 s there, against several seconds for the paper's 32 features and 8
+MHEBs, and still learns the rain layer well. 600 steps at learning rate 4e-3 with a
+cosine decay measured a gain of about 9.5 dB PSNR-Y over the rainy input on the held-out
+test photos, for seeds 0 and 1 (400 steps gave about 9 dB; 2e-3 learned more slowly).
+The model keeps the paper's structure and the spec's defaults otherwise, including
+``global_residual=False`` (with it on the gain was about 0.5 dB higher).
 """
 
 import ml_collections
@@ -26,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.features = 16
   config.model.num_blocks = 2
 
-  config.optim.learning_rate = 2e-3
+  config.optim.learning_rate = 4e-3
   config.optim.schedule = 'cosine'
   config.optim.warmup_steps = 20
 
