@@ -163,9 +163,9 @@ def rain_layer(height: int, width: int, rng: np.random.Generator,
     np.maximum.at(seeds.reshape(-1), flat, rng.uniform(*preset.brightness, size=n))
     # FFT convolution in float32: the streak map needs no more precision, and it halves
     # the cost of the largest step.
-    streaks = signal.fftconvolve(seeds, kernel.astype(np.float32), mode='same')[pad:pad + height,
-                                                              pad:pad + width]
-    total += np.clip(streaks, 0.0, None)
+    streaks = signal.fftconvolve(seeds, kernel.astype(np.float32), mode='same')
+    # FFT round-off leaves tiny negative values where there is no streak.
+    total += np.clip(streaks[pad:pad + height, pad:pad + width], 0.0, None)
   if preset.blur > 0:
     total = ndimage.gaussian_filter(total, preset.blur)
   return np.clip(total, 0.0, 1.0)

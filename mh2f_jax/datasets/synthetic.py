@@ -35,13 +35,14 @@ from mh2f_jax import rain
 
 # Fixed seed of every rendering; changing it changes the dataset (bump VERSION).
 SEED = 20210419
-# Longer side of train photos after scaling (keeps streak size relative to the scene
+# Longer side of every photo after scaling (keeps streak size relative to the scene
 # alike across photos of very different resolutions).
 MAX_SIDE = 512
 TRAIN_DRAWS = 8
 # Train examples are tiles of the rendered photos: the training pipeline decodes a whole
-# example for every 64x64 crop, and decoding a 512x512 pair costs several times more
-# than the crop's share of a train step on a 2-core CPU. Tiles of 128 cost a sixteenth.
+# example for every 64x64 crop. On a 2-core CPU, decoding a 512x512 pair (about 22 ms)
+# costs over half of a crop's share of a demo train step (about 36 ms); a 128x128 tile
+# pair costs about 2 ms.
 TRAIN_TILE = 128
 TEST_DRAWS = 2
 # (height, width) of every test image: about 0.12 MP each, 0.5 MP for the split.
@@ -197,8 +198,9 @@ class SyntheticRain(tfds.core.GeneratorBasedBuilder):
         description=(
             'Synthetic rain (mh2f_jax.rain) over photos bundled with scikit-image and '
             f'matplotlib. Train photos: {", ".join(TRAIN_PHOTOS)} ({TRAIN_DRAWS} '
-            f'renderings each, cut into {TRAIN_TILE}x{TRAIN_TILE} tiles). Test photos: {", ".join(TEST_PHOTOS)} ({TEST_DRAWS} '
-            f'renderings each of a {TEST_SIZE[0]}x{TEST_SIZE[1]} crop).'),
+            f'renderings each, cut into {TRAIN_TILE}x{TRAIN_TILE} tiles). Test photos: '
+            f'{", ".join(TEST_PHOTOS)} ({TEST_DRAWS} renderings each of a '
+            f'{TEST_SIZE[0]}x{TEST_SIZE[1]} crop).'),
         features=tfds.features.FeaturesDict({
             'rainy': tfds.features.Image(shape=(None, None, 3), dtype=np.uint8),
             'clean': tfds.features.Image(shape=(None, None, 3), dtype=np.uint8),
