@@ -54,6 +54,7 @@ def test_non_square_and_tiny_images():
 
 def test_rain_only_brightens_apart_from_the_veil(photo):
   # Screen blending never darkens; the light preset has no veil.
+  assert max(rain.PRESETS['light'].haze) == 0
   out = rain.add_rain(photo, np.random.default_rng(1), 'light')
   assert np.all(out.astype(int) >= photo.astype(int))
 
