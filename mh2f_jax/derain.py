@@ -317,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     0 on success, 1 if some files failed, 2 for a usage error.
   """
   args = _parse_args(argv)
+  from mh2f_jax import logs
+  logs.quiet_libraries()
   # Orbax reports routine restore details as absl warnings; this tool's output stays
   # to the point (errors are still shown).
   from absl import logging as absl_logging

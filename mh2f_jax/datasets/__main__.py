@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
   # Imported after parsing so that --help answers without loading TFDS.
   from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
   from mh2f_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from mh2f_jax import logs  # pylint: disable=g-import-not-at-top
 
+  logs.quiet_libraries()
   warnings.showwarning = _show_warning
   try:
     if args.command == 'list':
