@@ -13,6 +13,7 @@ is served on 127.0.0.1 unless ``--host`` says otherwise; nothing is sent elsewhe
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -139,7 +140,10 @@ def build_page(derainer: Any, title: str, work_root: str):
     return (pairs, [r.output for r in results], pairs.get(first),
             gr.update(choices=list(pairs), value=first), status)
 
-  with gr.Blocks(title='MH2F-Net deraining', analytics_enabled=False) as page:
+  # Gradio keeps its copies of uploads and results in its cache: drop them after an hour
+  # and when the server stops.
+  with gr.Blocks(title='MH2F-Net deraining', analytics_enabled=False,
+                 delete_cache=(600, 3600)) as page:
     gr.Markdown(f'# MH2F-Net deraining\n{title}')
     pairs = gr.State({})
     with gr.Row():
@@ -197,10 +201,22 @@ def serve(args: argparse.Namespace) -> None:
   derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint, **tiling)
   title = f'Model: `{args.workdir}` at step {derainer.step} ({derainer.checkpoint}).'
   print(f'model: {args.workdir} at step {derainer.step} ({derainer.checkpoint})')
+  # SIGTERM (a service manager, a test) stops the server the way Ctrl-C does, so the
+  # temporary files go too.
+  signal.signal(signal.SIGTERM, _interrupt)
   with tempfile.TemporaryDirectory(prefix='mh2f-app-') as work_root:
     page = build_page(derainer, title, work_root)
-    page.queue().launch(server_name=args.host, server_port=args.port,
-                        show_error=True, allowed_paths=[work_root])
+    try:
+      page.queue().launch(server_name=args.host, server_port=args.port,
+                          show_error=True, allowed_paths=[work_root])
+    except OSError as e:
+      raise errors.UserError(f'cannot serve on {args.host}:{args.port} ({e}); choose '
+                             'another --port') from None
+
+
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
