@@ -5,7 +5,8 @@ without a TPU, each dataset file written, each checkpoint saved or restored). Wi
 ``train``'s INFO threshold those lines buried the project's own. The commands call
 :func:`quiet_libraries` first: records below WARNING are shown only when they come from
 mh2f_jax itself; warnings and errors of every library still show, except the few listed
-in ``_HARMLESS_WARNINGS``, which say nothing a user could act on.
+in ``_HARMLESS_WARNINGS``, which say nothing a user could act on. Set
+``MH2F_LIBRARY_LOGS=1`` to see every library line again (when reporting a bug).
 """
 
 import logging
@@ -39,8 +40,11 @@ def quiet_libraries() -> None:
 
   absl routes Python logging (JAX's, Orbax's, TFDS's) through its handler on the root
   logger, so one filter there covers them all; handlers added to the root later (a
-  notebook's) are not touched. Calling it again changes nothing.
+  notebook's) are not touched. Calling it again changes nothing. Does nothing when the
+  environment sets ``MH2F_LIBRARY_LOGS=1``.
   """
+  if os.environ.get('MH2F_LIBRARY_LOGS') == '1':
+    return
   from absl import logging as absl_logging
   handlers = [absl_logging.get_absl_handler(), *logging.getLogger().handlers]
   for handler in handlers:
