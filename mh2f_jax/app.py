@@ -132,11 +132,12 @@ def build_page(derainer: Any, title: str, work_root: str):
     out_dir = tempfile.mkdtemp(prefix='request-', dir=work_root)
     results, failures = derain_files(derainer, list(files), out_dir,
                                      self_ensemble=self_ensemble, progress=progress)
-    pairs = {r.name: (r.before, r.after) for r in results}
+    # Keyed by the output's name, unique like the command's outputs.
+    pairs = {os.path.basename(r.output): (r.before, r.after) for r in results}
     lines = [r.message for r in results] + [f'error: {f}' for f in failures]
     status = f'derained {len(results)} of {len(files)} photo(s)\n\n' + '\n'.join(
         f'- {line}' for line in lines)
-    first = results[0].name if results else None
+    first = next(iter(pairs), None)
     return (pairs, [r.output for r in results], pairs.get(first),
             gr.update(choices=list(pairs), value=first), status)
 
