@@ -191,6 +191,8 @@ def serve(args: argparse.Namespace) -> None:
   Raises:
     errors.UserError: Gradio missing, or a workdir the derainer cannot load.
   """
+  # Before Gradio is imported: no usage statistics or version checks leave the machine.
+  os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
   try:
     import gradio  # pylint: disable=unused-import
   except ImportError:
