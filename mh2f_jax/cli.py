@@ -11,8 +11,8 @@ flags in a function and hands it, with its ``main``, to :func:`run`:
   status 2, without a traceback. Anything else is a bug and keeps its traceback.
 * Log policy: the tool's own progress goes to stdout (``print``); absl logs go to stderr
   at the tool's level (INFO for training, WARNING otherwise); the package's notes
-  (logger ``mh2f_jax``) are shown as ``note: ...``; routine INFO lines of Orbax are
-  dropped, its warnings kept.
+  (logger ``mh2f_jax``) are shown as ``note: ...``; other libraries' routine lines are
+  dropped, their warnings kept (:class:`mh2f_jax.logs.LibraryFilter`).
 """
 
 from __future__ import annotations
@@ -26,17 +26,10 @@ import sys
 from absl import flags
 from absl import logging
 
+from mh2f_jax import logs
 from mh2f_jax.errors import UserError
 
 EXIT_USER_ERROR = 2
-
-
-class _DropLibraryInfo(pylogging.Filter):
-  """Drops the INFO lines Orbax writes for every save and restore; keeps its warnings."""
-
-  def filter(self, record: pylogging.LogRecord) -> bool:
-    return record.levelno >= pylogging.WARNING or (
-        f'{os.sep}orbax{os.sep}' not in record.pathname)
 
 
 @contextlib.contextmanager
@@ -51,15 +44,17 @@ def log_policy(level: int = logging.WARNING) -> Iterator[None]:
   """
   logging.use_absl_handler()
   absl_handler = logging.get_absl_handler()
+  root_handlers = [h for h in pylogging.getLogger().handlers if h is not absl_handler]
   previous = (logging.get_verbosity(), flags.FLAGS['stderrthreshold'].value)
-  library_filter = _DropLibraryInfo()
+  library_filter = logs.LibraryFilter()
   notes = pylogging.getLogger('mh2f_jax')
   note_handler = pylogging.StreamHandler(sys.stderr)
   note_handler.setFormatter(pylogging.Formatter('note: %(message)s'))
   propagate, notes_level = notes.propagate, notes.level
   logging.set_verbosity(level)
   logging.set_stderrthreshold(level)
-  absl_handler.addFilter(library_filter)
+  for handler in (absl_handler, *root_handlers):
+    handler.addFilter(library_filter)
   notes.addHandler(note_handler)
   # The package's notes are warnings, shown whatever level the libraries' logs get.
   notes.setLevel(pylogging.WARNING)
@@ -71,7 +66,8 @@ def log_policy(level: int = logging.WARNING) -> Iterator[None]:
     notes.propagate = propagate
     notes.setLevel(notes_level)
     notes.removeHandler(note_handler)
-    absl_handler.removeFilter(library_filter)
+    for handler in (absl_handler, *root_handlers):
+      handler.removeFilter(library_filter)
     logging.set_verbosity(previous[0])
     logging.set_stderrthreshold(previous[1])
 

@@ -1,7 +1,8 @@
 r"""Trains MH2F-Net: ``python train.py --config=configs/rain200l.py --workdir=runs/rain200l``.
 
-The config is a Python file (``configs/*.py``), optionally with a variant after a colon
-(``configs/rain200l.py:debug``) and field overrides (``--config.batch_size=32``). Starting
+The config is a Python file (``configs/*.py``) or a shipped config's name (``rain200l``),
+optionally with a variant after a colon (``configs/rain200l.py:debug``, ``synthetic:debug``)
+and field overrides (``--config.batch_size=32``). Starting
 again with the same ``--workdir`` resumes from its newest checkpoint.
 
 Several processes (hosts) train together when ``jax.distributed`` is initialised, from
@@ -19,17 +20,17 @@ from collections.abc import Sequence
 from absl import flags
 from absl import logging
 import ml_collections
-from ml_collections import config_flags
 
 from mh2f_jax import cli
+from mh2f_jax import configs
 from mh2f_jax.errors import UserError
 
 
 def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
   """Defines the training flags on ``values`` (``argv`` holds the config overrides)."""
-  config_flags.DEFINE_config_file(
-      'config', None, 'Training configuration file (configs/*.py[:variant]).',
-      flag_values=values, lock_config=True, sys_argv=list(argv))
+  configs.define_flag('config', 'Training configuration: a file (configs/*.py[:variant]) '
+                      'or a shipped config\'s name (rain200l, synthetic:debug, ...).',
+                      values, lock_config=True, sys_argv=list(argv))
   flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and config.json; '
                       'an existing one is resumed.', flag_values=values)
   cli.define_distributed_flags(values)

@@ -11,7 +11,7 @@ from mh2f_jax import config_schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(os.path.relpath(p, REPO)
-                      for p in glob.glob(os.path.join(REPO, 'configs', '*.py')))
+                      for p in glob.glob(os.path.join(REPO, 'configs', '[!_]*.py')))
 # Paper 4.1: epochs per benchmark.
 PAPER_EPOCHS = {'rain200l': 200, 'rain200h': 200, 'rain1400': 100, 'spa_data': 25}
 # Paper 4.3, Table 3: what each ablation changes in the model.
@@ -120,3 +120,35 @@ def test_locked_config_rejects_unknown_overrides():
       values(['prog', '--config=configs/rain200l.py', '--config.model.featurez=3'])
   finally:
     os.chdir(cwd)
+
+
+def test_shipped_configs_load_by_name_with_variant_and_overrides():
+  from mh2f_jax import configs
+  assert set(configs.names()) == {os.path.basename(p)[:-3] for p in CONFIG_FILES}
+  values = flags.FlagValues()
+  argv = ['prog', '--config=rain200h:debug', '--config.batch_size=4']
+  configs.define_flag('config', 'config', values, sys_argv=argv)
+  values(argv)
+  expected = load('configs/rain200h.py:debug')
+  expected.unlock().batch_size = 4
+  assert values.config.to_dict() == expected.to_dict()
+  assert configs.get_config('rain200h.py').to_dict() == load('configs/rain200h.py').to_dict()
+
+
+def test_an_existing_file_wins_over_a_name_and_unknown_names_list_the_shipped(tmp_path):
+  from mh2f_jax import configs
+  own = tmp_path / 'synthetic'
+  own.write_text('import ml_collections\n'
+                 'def get_config():\n  return ml_collections.ConfigDict({"mine": 1})\n')
+  cwd = os.getcwd()
+  os.chdir(tmp_path)
+  try:
+    assert configs.get_config('synthetic').mine == 1
+  finally:
+    os.chdir(cwd)
+  with pytest.raises(ValueError, match='rain300l is not a file.*rain200l'):
+    configs.resolve('rain300l')
+  values = flags.FlagValues()
+  configs.define_flag('config', 'config', values, sys_argv=['prog'])
+  with pytest.raises(flags.IllegalFlagValueError, match='shipped: ablation'):
+    values(['prog', '--config=configs/nope.py'])

@@ -36,7 +36,22 @@ def features() -> tfds.features.FeaturesDict:
   })
 
 
-class PairedImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class LocalBuildMessages:
+  """Says what building from local files does, in place of TFDS's download messages.
+
+  TFDS prints "Downloading and preparing dataset Unknown size ..." and "... downloaded and
+  prepared" for every build; these builders download nothing.
+  """
+
+  def _log_download_bytes(self) -> None:
+    print(f'preparing {self.data_dir} (once: later runs reuse it)', flush=True)
+
+  def _log_download_done(self) -> None:
+    pass
+
+
+class PairedImageBuilder(LocalBuildMessages, tfds.core.GeneratorBasedBuilder,
+                         skip_registration=True):
   """Base class: one benchmark described by a :class:`layouts.DatasetSpec`."""
 
   VERSION = tfds.core.Version('1.0.0')

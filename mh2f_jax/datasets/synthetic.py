@@ -32,6 +32,7 @@ import tensorflow_datasets as tfds
 
 from mh2f_jax import files
 from mh2f_jax import rain
+from mh2f_jax.datasets import builders
 
 # Fixed seed of every rendering; changing it changes the dataset (bump VERSION).
 SEED = 20210419
@@ -167,7 +168,7 @@ class SyntheticRainConfig(tfds.core.BuilderConfig):
   preset: str = 'heavy'
 
 
-class SyntheticRain(tfds.core.GeneratorBasedBuilder):
+class SyntheticRain(builders.LocalBuildMessages, tfds.core.GeneratorBasedBuilder):
   """Synthetic rain over bundled photos; configs ``light`` and ``heavy``."""
 
   name = 'synthetic_rain'

@@ -16,7 +16,7 @@ The model keeps the paper's structure and the spec's defaults otherwise, includi
 
 import ml_collections
 
-from configs import default
+from mh2f_jax.configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -5,7 +5,7 @@ Same protocol as Rain200L: 22,500 steps of batch 16.
 
 import ml_collections
 
-from configs import default
+from mh2f_jax.configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -6,7 +6,7 @@ images; `eval.py` reports all 1,400.
 
 import ml_collections
 
-from configs import default
+from mh2f_jax.configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

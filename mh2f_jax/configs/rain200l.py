@@ -6,7 +6,7 @@ Patch 64 with horizontal flips, global batch 16, Adam 1e-3 (0.9, 0.999) divided 
 
 import ml_collections
 
-from configs import default
+from mh2f_jax.configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

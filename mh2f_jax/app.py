@@ -1,0 +1,245 @@
+"""A web page to try a trained model: ``mh2f-app --workdir=runs/demo``.
+
+Upload photos, derain them, compare rainy and derained with a slider, download the
+results. Every photo takes the command line's path (``mh2f_jax.derain``): the same
+reading (EXIF orientation, alpha, 16-bit and float images), the same
+``inference.Derainer`` with its tiling of large photos, the same PNG/TIFF encoding, so a
+downloaded file is byte for byte what ``mh2f-derain`` writes for that photo.
+
+Needs the ``app`` extra (``pip install "mh2f-jax[app]"``, which installs Gradio). The page
+is served on 127.0.0.1 unless ``--host`` says otherwise; nothing is sent elsewhere.
+"""
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mh2f_jax import derain
+from mh2f_jax import errors
+
+# Previews in the slider are shrunk to this longest side; downloads keep the full size.
+_PREVIEW_SIDE = 1600
+
+
+@dataclasses.dataclass
+class Result:
+  """One uploaded photo after deraining.
+
+  Attributes:
+    name: the uploaded file's name.
+    output: the derained file (PNG, or TIFF for float images), as the CLI writes it.
+    before: an 8-bit RGB(A) preview of the upright input.
+    after: the matching preview of the derained image.
+    message: one line for the status box.
+  """
+  name: str
+  output: str
+  before: str
+  after: str
+  message: str
+
+
+def _preview(pixels: np.ndarray, path: str) -> str:
+  """Writes an 8-bit, at most _PREVIEW_SIDE pixels wide/high PNG of an image."""
+  from PIL import Image
+  from mh2f_jax import metrics
+  if pixels.dtype != np.uint8:
+    pixels = metrics.to_uint8(pixels)
+  image = Image.fromarray(pixels, 'RGB')
+  image.thumbnail((_PREVIEW_SIDE, _PREVIEW_SIDE))
+  image.save(path)
+  return path
+
+
+def _output_names(paths: Sequence[str]) -> list[str]:
+  """Output stems by the CLI's rule: the input's stem, or its full name when taken."""
+  stems, used = [], set()
+  for path in paths:
+    name = os.path.basename(path)
+    stem = os.path.splitext(name)[0]
+    stem = stem if stem not in used else name
+    used.add(stem)
+    stems.append(stem)
+  return stems
+
+
+def derain_files(derainer: Any, paths: Sequence[str], out_dir: str, *,
+                 self_ensemble: bool = False, progress=None) -> tuple[list[Result], list[str]]:
+  """Derains uploaded files the way ``mh2f-derain`` does, one after the other.
+
+  Args:
+    derainer: an ``inference.Derainer``.
+    paths: the uploaded files.
+    out_dir: an empty folder for the outputs and previews.
+    self_ensemble: x8 self-ensemble.
+    progress: ``progress((done, total), desc=...)`` is called before each photo.
+
+  Returns:
+    The results, and one error line per file that could not be read.
+  """
+  from mh2f_jax import inference
+  os.makedirs(os.path.join(out_dir, 'previews'), exist_ok=True)
+  results, failures = [], []
+  stems = _output_names(paths)
+  for i, (path, stem) in enumerate(zip(paths, stems)):
+    name = os.path.basename(path)
+    try:
+      loaded = derain.read_image(path)
+    except Exception as e:  # pylint: disable=broad-except
+      # Pillow raises many unrelated types for corrupt files; the others go on.
+      failures.append(f'cannot read {name}: {e}')
+      continue
+    height, width = loaded.pixels.shape[:2]
+    tiled = ', in tiles' if derainer.will_tile(height, width) else ''
+    if progress is not None:
+      progress((i, len(paths)), desc=f'deraining {name} ({width}x{height}{tiled})')
+    derained = derainer.derain(loaded.pixels, self_ensemble=self_ensemble)
+    output = os.path.join(out_dir, stem + derain.output_extension(loaded.kind))
+    inference.write_atomic(output, derain.encode_output(loaded, derained))
+    previews = os.path.join(out_dir, 'previews', f'{i}')
+    results.append(Result(
+        name, output, _preview(loaded.pixels, previews + '-before.png'),
+        _preview(derained, previews + '-after.png'),
+        f'{name} -> {os.path.basename(output)} ({width}x{height}, {loaded.kind}{tiled})'))
+  if progress is not None:
+    progress((len(paths), len(paths)), desc='done')
+  return results, failures
+
+
+def build_page(derainer: Any, title: str, work_root: str):
+  """The Gradio page for one loaded model.
+
+  Args:
+    derainer: an ``inference.Derainer``.
+    title: what the page says about the model (workdir and step).
+    work_root: a folder that receives one sub-folder of outputs per request.
+
+  Returns:
+    The ``gradio.Blocks`` (not launched).
+  """
+  import gradio as gr
+
+  def run(files, self_ensemble, progress=gr.Progress()):
+    if not files:
+      raise gr.Error('upload one or more photos first')
+    out_dir = tempfile.mkdtemp(prefix='request-', dir=work_root)
+    results, failures = derain_files(derainer, list(files), out_dir,
+                                     self_ensemble=self_ensemble, progress=progress)
+    # Keyed by the output's name, unique like the command's outputs.
+    pairs = {os.path.basename(r.output): (r.before, r.after) for r in results}
+    lines = [r.message for r in results] + [f'error: {f}' for f in failures]
+    status = f'derained {len(results)} of {len(files)} photo(s)\n\n' + '\n'.join(
+        f'- {line}' for line in lines)
+    first = next(iter(pairs), None)
+    return (pairs, [r.output for r in results], pairs.get(first),
+            gr.update(choices=list(pairs), value=first), status)
+
+  # Gradio keeps its copies of uploads and results in its cache: drop them after an hour
+  # and when the server stops.
+  with gr.Blocks(title='MH2F-Net deraining', analytics_enabled=False,
+                 delete_cache=(600, 3600)) as page:
+    gr.Markdown(f'# MH2F-Net deraining\n{title}')
+    pairs = gr.State({})
+    with gr.Row():
+      with gr.Column(scale=1):
+        uploads = gr.File(label='Photos', file_count='multiple', file_types=['image'],
+                          elem_id='photos')
+        ensemble = gr.Checkbox(label='x8 self-ensemble (8 times slower)')
+        button = gr.Button('Derain', variant='primary', elem_id='derain')
+        status = gr.Markdown(elem_id='status')
+      with gr.Column(scale=2):
+        shown = gr.Dropdown(label='Show', choices=[], elem_id='shown')
+        slider = gr.ImageSlider(label='rainy | derained', type='filepath', format='png',
+                                interactive=False, elem_id='slider')
+        outputs = gr.File(label='Derained photos (full size)', file_count='multiple',
+                          interactive=False, elem_id='results')
+    button.click(run, [uploads, ensemble], [pairs, outputs, slider, shown, status])
+    shown.change(lambda name, p: p.get(name), [shown, pairs], slider)
+  return page
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      prog='mh2f-app',
+      description='Serve a web page to derain photos with a trained MH2F-Net.')
+  parser.add_argument('--workdir', required=True,
+                      help='training workdir (config.json and checkpoints/)')
+  parser.add_argument('--checkpoint', default='best',
+                      help="'best' (default; 'latest' when no validation was recorded), "
+                           "'latest' or a step number")
+  parser.add_argument('--tile', type=int, default=None,
+                      help='tile size for photos above 1 megapixel (as mh2f-derain)')
+  parser.add_argument('--overlap', type=int, default=None,
+                      help='tile overlap in pixels (as mh2f-derain)')
+  parser.add_argument('--host', default='127.0.0.1',
+                      help='address to serve on (default 127.0.0.1: this machine only; '
+                           '0.0.0.0 serves the network)')
+  parser.add_argument('--port', type=int, default=7860, help='port (default 7860)')
+  return parser.parse_args(argv)
+
+
+def serve(args: argparse.Namespace) -> None:
+  """Loads the model, then serves the page until interrupted.
+
+  Raises:
+    errors.UserError: Gradio missing, or a workdir the derainer cannot load.
+  """
+  # Before Gradio is imported: no usage statistics or version checks leave the machine.
+  os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
+  try:
+    import gradio  # pylint: disable=unused-import
+  except ImportError:
+    raise errors.UserError('the web page needs Gradio: pip install "mh2f-jax[app]" '
+                           '(or pip install gradio)') from None
+  from mh2f_jax import inference
+  tiling = {k: v for k, v in (('tile_size', args.tile), ('tile_overlap', args.overlap))
+            if v is not None}
+  derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint, **tiling)
+  title = f'Model: `{args.workdir}` at step {derainer.step} ({derainer.checkpoint}).'
+  print(f'model: {args.workdir} at step {derainer.step} ({derainer.checkpoint})')
+  # SIGTERM (a service manager, a test) stops the server the way Ctrl-C does, so the
+  # temporary files go too.
+  signal.signal(signal.SIGTERM, _interrupt)
+  with tempfile.TemporaryDirectory(prefix='mh2f-app-') as work_root:
+    page = build_page(derainer, title, work_root)
+    try:
+      page.queue().launch(server_name=args.host, server_port=args.port,
+                          show_error=True, allowed_paths=[work_root])
+    except OSError as e:
+      raise errors.UserError(f'cannot serve on {args.host}:{args.port} ({e}); choose '
+                             'another --port') from None
+
+
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """The ``mh2f-app`` command; returns the exit status (2 for a usage error).
+
+  Args:
+    argv: arguments without the program name; None reads ``sys.argv``.
+  """
+  args = _parse_args(argv)
+  from mh2f_jax import logs
+  logs.quiet_libraries()
+  try:
+    serve(args)
+  except errors.UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    pass
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,184 @@
+"""The web page (``mh2f-app``), driven in a real headless browser.
+
+The page is served by ``python -m mh2f_jax.app`` on 127.0.0.1 (a free port) for the tiny
+trained workdir of the other tests; Selenium drives Debian's ``chromium`` through
+``chromedriver``: upload a rainy photo, derain it, download the result, and compare it
+with what ``python -m mh2f_jax.derain`` writes for the same file. ``.ci/run`` installs the
+browser; without one the browser test is skipped, saying so.
+
+``MH2F_APP_SCREENSHOT=path.png`` also saves a screenshot of the page with its result.
+"""
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_inference import fake_pair  # pylint: disable=g-bad-import-order
+from test_inference import tiny_run  # pylint: disable=g-bad-import-order
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
+# Generous: the page's process imports JAX and Gradio and compiles the model on a busy CPU.
+TIMEOUT_S = 240
+
+
+@pytest.fixture(name='run', scope='session')
+def _run_fixture(tmp_path_factory):
+  return tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(name='photo', scope='module')
+def _photo(tmp_path_factory):
+  path = tmp_path_factory.mktemp('upload') / 'rainy street.png'
+  Image.fromarray(fake_pair(44, 52, seed=7)[0]).save(path)
+  return path
+
+
+def _env():
+  return {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': REPO,
+          'GRADIO_ANALYTICS_ENABLED': 'False'}
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _serve(workdir: str, log_path: str):
+  """Runs ``python -m mh2f_jax.app`` until the block ends; yields its URL."""
+  port = _free_port()
+  with open(log_path, 'w') as log:
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'mh2f_jax.app', f'--workdir={workdir}', f'--port={port}'],
+        env=_env(), stdout=log, stderr=subprocess.STDOUT)
+  url = f'http://127.0.0.1:{port}/'
+  try:
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+      assert proc.poll() is None, f'the app exited early:\n{open(log_path).read()}'
+      assert time.monotonic() < deadline, f'no page after {TIMEOUT_S} s:\n{open(log_path).read()}'
+      try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+          if response.status == 200:
+            break
+      except OSError:
+        time.sleep(1)
+    yield url
+  finally:
+    proc.terminate()
+    try:
+      proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      proc.wait()
+
+
+def _browser(download_dir: str):
+  """A headless Chromium that saves downloads to ``download_dir``, or a skip."""
+  webdriver = pytest.importorskip('selenium.webdriver',
+                                  reason='selenium is not installed (tests/requirements.txt)')
+  binary = next(filter(None, map(shutil.which, BROWSERS)), None)
+  driver = shutil.which('chromedriver')
+  if not binary or not driver:
+    pytest.skip('no headless browser: install Debian\'s chromium and chromium-driver '
+                '(apt-get install chromium chromium-driver; .ci/run does)')
+  options = webdriver.ChromeOptions()
+  options.binary_location = binary
+  for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage',
+              '--window-size=1280,900'):
+    options.add_argument(arg)
+  options.add_experimental_option('prefs', {'download.default_directory': download_dir,
+                                            'download.prompt_for_download': False})
+  service = webdriver.ChromeService(executable_path=driver)
+  return webdriver.Chrome(options=options, service=service)
+
+
+def _wait_for_file(folder: str, timeout: float) -> str:
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    done = [f for f in os.listdir(folder) if not f.endswith('.crdownload')]
+    if done:
+      return os.path.join(folder, done[0])
+    time.sleep(0.5)
+  raise AssertionError(f'nothing downloaded into {folder} in {timeout} s')
+
+
+def _derain_in_page(driver, url: str, photo) -> None:
+  """Uploads ``photo``, presses Derain and waits for the downloadable result."""
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support import expected_conditions as ec
+  from selenium.webdriver.support.ui import WebDriverWait
+  wait = WebDriverWait(driver, TIMEOUT_S)
+  driver.get(url)
+  upload = wait.until(ec.presence_of_element_located(
+      (By.CSS_SELECTOR, '#photos input[type=file]')))
+  upload.send_keys(str(photo))
+  # The upload is done when the file is listed in the upload box (name and size).
+  wait.until(ec.text_to_be_present_in_element((By.ID, 'photos'), photo.stem))
+  wait.until(ec.element_to_be_clickable((By.ID, 'derain'))).click()
+  wait.until(ec.text_to_be_present_in_element((By.ID, 'status'), 'derained 1 of 1'))
+  # Both sides of the slider are shown.
+  wait.until(lambda d: len([i for i in d.find_elements(By.CSS_SELECTOR, '#slider img')
+                            if i.get_attribute('src')]) >= 2)
+
+
+def test_derain_files_names_outputs_as_the_cli_and_skips_bad_files(run, tmp_path):
+  from mh2f_jax import app
+  from mh2f_jax import derain
+  from mh2f_jax import inference
+  rainy = fake_pair(20, 24, seed=3)[0]
+  Image.fromarray(rainy).save(tmp_path / 'a.png')
+  Image.fromarray(rainy[..., 0]).save(tmp_path / 'a.tif')  # same stem, grayscale
+  (tmp_path / 'bad.png').write_bytes(b'not a png')
+  paths = [str(tmp_path / n) for n in ('a.png', 'bad.png', 'a.tif')]
+  calls = []
+  derainer = inference.Derainer.from_workdir(run.workdir, 'latest')
+  results, failures = app.derain_files(derainer, paths, str(tmp_path / 'out'),
+                                       progress=lambda p, desc: calls.append((p, desc)))
+  assert [os.path.basename(r.output) for r in results] == ['a.png', 'a.tif.png']
+  assert len(failures) == 1 and 'bad.png' in failures[0]
+  assert calls[-1] == ((3, 3), 'done') and 'a.png (24x20)' in calls[0][1]
+  loaded = derain.read_image(paths[0])
+  expected = derain.encode_output(loaded, derainer.derain(loaded.pixels))
+  assert open(results[0].output, 'rb').read() == expected
+  assert Image.open(results[1].output).mode == 'L'  # the grayscale input stays grayscale
+  assert Image.open(results[0].before).size == (24, 20)
+
+
+def test_page_derains_like_the_cli(run, photo, tmp_path):
+  pytest.importorskip('gradio', reason='the app extra is not installed (pip install gradio)')
+  from selenium.webdriver.common.by import By
+  downloads = tmp_path / 'downloads'
+  downloads.mkdir()
+  driver = _browser(str(downloads))
+  try:
+    with _serve(run.workdir, str(tmp_path / 'app.log')) as url:
+      _derain_in_page(driver, url, photo)
+      link = driver.find_element(By.CSS_SELECTOR, '#results a[download]')
+      assert link.get_attribute('download') == 'rainy street.png'
+      link.click()
+      downloaded = _wait_for_file(str(downloads), 60)
+      if os.environ.get('MH2F_APP_SCREENSHOT'):
+        driver.save_screenshot(os.environ['MH2F_APP_SCREENSHOT'])
+  finally:
+    driver.quit()
+  cli = subprocess.run(
+      [sys.executable, '-m', 'mh2f_jax.derain', f'--workdir={run.workdir}',
+       f'--input={photo}', f'--output={tmp_path / "cli"}'],
+      env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+  assert cli.returncode == 0, cli.stderr
+  expected = tmp_path / 'cli' / 'rainy street.png'
+  np.testing.assert_array_equal(np.asarray(Image.open(downloaded)),
+                                np.asarray(Image.open(expected)))
+  assert open(downloaded, 'rb').read() == expected.read_bytes()
