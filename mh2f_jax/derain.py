@@ -260,7 +260,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--overlap', type=int, default=None,
                       help='tile overlap in pixels (multiple of 4, default 64)')
   parser.add_argument('--self_ensemble', action='store_true',
-                      help='x8 self-ensemble (flips and rotations averaged; 8x slower)')
+                      help='average the derained flipped copies (as --ensemble=flips)')
+  parser.add_argument('--ensemble', choices=('none', 'flips', 'x8'), default=None,
+                      help='self-ensemble by name: flips (identity, left-right, up-down '
+                           'and both flips; 4x slower) or x8 (adds 90 degree rotations, '
+                           'which turn rain sideways: usually worse; 8x slower)')
   return parser.parse_args(argv)
 
 
@@ -270,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
   Raises:
     errors.UserError: see :func:`plan_outputs` and ``Derainer.from_workdir``.
   """
+  from mh2f_jax import ensemble as ensemble_lib
   from mh2f_jax import inference
   plan = plan_outputs(args.input, args.output)
   tiling = {}
@@ -277,8 +282,9 @@ def run(args: argparse.Namespace) -> int:
     tiling['tile_size'] = args.tile
   if args.overlap is not None:
     tiling['tile_overlap'] = args.overlap
+  ensemble = ensemble_lib.from_flags(args.self_ensemble, args.ensemble)
   derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint,
-                                             self_ensemble=args.self_ensemble, **tiling)
+                                             self_ensemble=ensemble, **tiling)
   print(f'model: {args.workdir} at step {derainer.step} ({derainer.checkpoint})')
   failed = 0
   for path, out_stem in plan:
