@@ -2,7 +2,7 @@
 
 Usage:
   python benchmarks/unseen_rain.py --workdir=runs/demo [--checkpoint=latest] [--draws=3]
-      [--figure=docs/unseen_rain.png] [--json=unseen.json]
+      [--figure=docs/synthetic_rain_unseen.png] [--json=unseen.json] [--x8]
 
 The rain here is drawn by this file alone, with ``skimage.draw.line`` segments and
 ``scipy.ndimage`` filters; it imports nothing of ``mh2f_jax.rain``, so a model trained on
@@ -18,10 +18,11 @@ trains on), ``--draws`` renderings of each style per photo. Every image is derai
 single pass and by each self-ensemble, and scored with PSNR-Y (protocol B). The rows of
 the demo's own test split (its dataset's ``test`` split) are added for comparison.
 
-Prints a Markdown table per style (rainy input, single pass, flips ensemble, mean gain,
-smallest gain on one image) and the checks of the demo's promise: each unseen style
-gains at least ``--min_gain`` dB on average, no image gets worse, and the flips ensemble
-scores at least the single pass on every set. Exits 1 when a check fails.
+Prints a Markdown table per set (rainy input, single pass, flips ensemble, with ``--x8``
+the x8 ensemble; mean gain and smallest gain on one image, of the flips ensemble) and
+the checks of the demo's promise: each unseen style gains at least ``--min_gain`` dB on
+average, no image gets worse, and the flips ensemble scores at least the single pass on
+every set. Exits 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -149,12 +150,12 @@ def score(derainer, sets: dict[str, list], ensembles=ENSEMBLES) -> list[dict]:
 def summarise(rows: list[dict], ensembles=ENSEMBLES) -> dict[str, dict]:
   """Per set: mean input and output PSNR-Y, mean gain and smallest per-image gain.
 
-  Gains are those of the default ensemble (``ensembles[-1]``) over the rainy input.
+  Gains are those of the default ensemble ('flips') over the rainy input.
   """
   table = {}
   for set_name in dict.fromkeys(r['set'] for r in rows):
     part = [r for r in rows if r['set'] == set_name]
-    gains = [r[ensembles[-1]] - r['input'] for r in part]
+    gains = [r['flips'] - r['input'] for r in part]
     table[set_name] = {'images': len(part), 'input': float(np.mean([r['input'] for r in part])),
                        **{m: float(np.mean([r[m] for r in part])) for m in ensembles},
                        'gain': float(np.mean(gains)), 'min_gain': float(np.min(gains))}
@@ -180,12 +181,15 @@ def check(table: dict[str, dict], min_gain: float = 2.0) -> list[str]:
 
 
 def markdown(table: dict[str, dict]) -> str:
-  """The table as Markdown (PSNR-Y in dB)."""
-  lines = ['| rain | images | rainy input | single pass | flips ensemble | gain (flips) '
-           '| smallest gain on one image |', '|---|---|---|---|---|---|---|']
+  """The table as Markdown (PSNR-Y in dB); an x8 column when the rows have one."""
+  x8 = all('x8' in t for t in table.values())
+  lines = ['| rain | images | rainy input | single pass | flips ensemble | '
+           + ('x8 ensemble | ' if x8 else '') + 'gain (flips) | smallest gain on one image |',
+           '|---|---|---|---|---|' + ('---|' if x8 else '') + '---|---|']
   for set_name, t in table.items():
     lines.append(f'| {set_name} | {t["images"]} | {t["input"]:.2f} | {t["none"]:.2f} | '
-                 f'{t["flips"]:.2f} | {t["gain"]:+.2f} | {t["min_gain"]:+.2f} |')
+                 f'{t["flips"]:.2f} | ' + (f'{t["x8"]:.2f} | ' if x8 else '')
+                 + f'{t["gain"]:+.2f} | {t["min_gain"]:+.2f} |')
   return '\n'.join(lines)
 
 
@@ -254,14 +258,17 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--min_gain', type=float, default=2.0)
   parser.add_argument('--figure', help='write the figure PNG here')
   parser.add_argument('--json', help='write the per-image rows and the table here')
+  parser.add_argument('--x8', action='store_true',
+                      help='also score the x8 ensemble (8 more passes per image)')
   args = parser.parse_args(argv)
 
   from mh2f_jax import inference
   derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint)
   sets = {OWN_SET: own_test_split(args.workdir),
           **unseen_sets(held_out_photos(), args.draws)}
-  rows = score(derainer, sets)
-  table = summarise(rows)
+  ensembles = ENSEMBLES + ('x8',) if args.x8 else ENSEMBLES
+  rows = score(derainer, sets, ensembles)
+  table = summarise(rows, ensembles)
   print(f'{args.workdir}, step {derainer.step}; PSNR-Y (dB, protocol B)')
   print(markdown(table))
   if args.figure:

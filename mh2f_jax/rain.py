@@ -100,7 +100,7 @@ PRESETS: dict[str, RainPreset] = {
     # One layer of sparse streaks; rainy inputs about as hard as Rain200L's.
     'light': RainPreset(
         layers=(1, 1),
-        coverage=(0.05, 0.12),
+        coverage=(0.09, 0.22),
         length=(8.0, 48.0),
         width=(1.0, 2.5),
         angle=35.0,

@@ -78,3 +78,15 @@ def test_each_ensemble_is_equivariant_to_its_transforms():
   np.testing.assert_allclose(ensemble.average(_directional, t, 'x8'), transpose(x8), rtol=1e-5)
   # The flips are not equivariant to a transpose: they keep the rain's direction.
   assert not np.allclose(ensemble.average(_directional, t, 'flips'), transpose(flips))
+
+
+def test_derain_cli_flags():
+  from mh2f_jax import derain
+  base = ['--workdir=w', '--input=i', '--output=o']
+  for extra, want in (([], 'none'), (['--self_ensemble'], 'flips'),
+                      (['--ensemble=x8'], 'x8'), (['--self_ensemble', '--ensemble=flips'],
+                                                  'flips')):
+    args = derain._parse_args(base + extra)  # pylint: disable=protected-access
+    assert ensemble.from_flags(args.self_ensemble, args.ensemble) == want
+  with pytest.raises(SystemExit):
+    derain._parse_args(base + ['--ensemble=x4'])  # pylint: disable=protected-access
