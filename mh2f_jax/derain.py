@@ -239,8 +239,12 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                        '4, default 512); 0 never tiles.', flag_values=values)
   flags.DEFINE_integer('overlap', None, 'Tile overlap in pixels (multiple of 4, default '
                        '64).', flag_values=values)
-  flags.DEFINE_bool('self_ensemble', False, 'x8 self-ensemble (flips and rotations '
-                    'averaged; 8x slower).', flag_values=values)
+  flags.DEFINE_bool('self_ensemble', False, 'Average the derained flipped copies (as '
+                    '--ensemble=flips).', flag_values=values)
+  flags.DEFINE_enum('ensemble', None, ['none', 'flips', 'x8'], 'Self-ensemble by name: '
+                    'flips (identity, left-right, up-down and both flips; 4x slower) or x8 '
+                    '(adds 90 degree rotations, which turn rain sideways: usually worse; 8x '
+                    'slower).', flag_values=values)
 
 
 def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
@@ -251,6 +255,7 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
   """
   if positional:
     raise errors.UserError(f'unexpected arguments: {" ".join(positional)}')
+  from mh2f_jax import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   from mh2f_jax import inference  # pylint: disable=g-import-not-at-top  (keeps --help fast)
   plan = plan_outputs(values.input, values.output)
   tiling = {}
@@ -258,8 +263,9 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
     tiling['tile_size'] = values.tile
   if values.overlap is not None:
     tiling['tile_overlap'] = values.overlap
+  ensemble = ensemble_lib.from_flags(values.self_ensemble, values.ensemble)
   derainer = inference.Derainer.from_workdir(values.workdir, values.checkpoint,
-                                             self_ensemble=values.self_ensemble, **tiling)
+                                             self_ensemble=ensemble, **tiling)
   print(f'model: {values.workdir} at step {derainer.step} ({derainer.checkpoint})')
   failed = 0
   for path, out_stem in plan:

@@ -2,7 +2,8 @@
 
 Usage:
   python eval.py --workdir=runs/rain200h [--checkpoint=latest|best|STEP] [--split=test]
-      [--protocol=B|A] [--save_images] [--self_ensemble] [--data_dir=DIR]
+      [--protocol=B|A] [--save_images] [--self_ensemble | --ensemble=flips|x8]
+      [--data_dir=DIR]
 
 Writes WORKDIR/eval/<dataset>-<split>-step<STEP>/ (per_image.csv, summary.json,
 results.md, figure.png, images/); see docs/evaluation.md. Runs in one process on one
@@ -31,7 +32,13 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                     flag_values=values)
   flags.DEFINE_bool('save_images', False, 'Also write the derained PNGs under images/.',
                     flag_values=values)
-  flags.DEFINE_bool('self_ensemble', False, 'x8 self-ensemble (flips and rotations).',
+  flags.DEFINE_bool('self_ensemble', False,
+                    'Self-ensemble: average the flipped copies (--ensemble=flips).',
+                    flag_values=values)
+  flags.DEFINE_enum('ensemble', None, ['none', 'flips', 'x8'],
+                    'Self-ensemble by name: flips (4 passes: identity, left-right, up-down, '
+                    'both flips) or x8 (8 passes, adds 90 degree rotations that turn rain '
+                    'sideways; usually worse). Default: flips with --self_ensemble, else none.',
                     flag_values=values)
   flags.DEFINE_string('data_dir', None,
                       "TFDS data dir; default: the one in the workdir's config.json.",
@@ -42,11 +49,13 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
   """Evaluates the workdir the flags name and prints the summary; returns 0."""
   if positional:
     raise UserError(f'unexpected arguments: {" ".join(positional)}')
+  from mh2f_jax import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   from mh2f_jax import eval_lib  # pylint: disable=g-import-not-at-top  (keeps --help fast)
+  ensemble = ensemble_lib.from_flags(values.self_ensemble, values.ensemble)
   result = eval_lib.evaluate(
       values.workdir, checkpoint=values.checkpoint, split=values.split,
       protocol=values.protocol, save_images=values.save_images,
-      self_ensemble=values.self_ensemble, data_dir=values.data_dir)
+      self_ensemble=ensemble, data_dir=values.data_dir)
   print(eval_lib.format_summary(result))
   print(f'results: {result["results_md"]}')
   print(f'figure: {result["figure"]}')

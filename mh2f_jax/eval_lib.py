@@ -9,7 +9,7 @@ against the clean image with ``metrics.evaluate_pair`` (protocol B or A). Metric
 averaged per image, then per dataset. It writes, each file atomically:
 
 ```
-WORKDIR/eval/<dataset, '/' -> '_'>-<split>-step<STEP>[-protocolA][-x8][-first<N>]/
+WORKDIR/eval/<dataset, '/' -> '_'>-<split>-step<STEP>[-protocolA][-flips|-x8][-first<N>]/
   per_image.csv   name, psnr_y, ssim_y, psnr_rgb, ssim_rgb, input_psnr_y, input_ssim_y,
                   input_psnr_rgb, input_ssim_rgb
   summary.json    means and run facts; infinite PSNR (identical images) is the string
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from mh2f_jax import ensemble as ensemble_lib
 from mh2f_jax import errors
 from mh2f_jax import figures
 from mh2f_jax import files
@@ -55,7 +56,8 @@ PROTOCOL_TEXT = {
 
 
 def eval_dir_name(dataset: str, split: str, step: int, *, protocol: str = 'B',
-                  self_ensemble: bool = False, num_images: int | None = None) -> str:
+                  self_ensemble: bool | str | None = False,
+                  num_images: int | None = None) -> str:
   """The folder name of one evaluation under ``WORKDIR/eval``.
 
   Args:
@@ -63,7 +65,7 @@ def eval_dir_name(dataset: str, split: str, step: int, *, protocol: str = 'B',
     split: split name (same replacement).
     step: checkpoint step.
     protocol: 'B' (no suffix) or 'A' (suffix '-protocolA').
-    self_ensemble: adds '-x8'.
+    self_ensemble: 'flips' (or True) adds '-flips', 'x8' adds '-x8'.
     num_images: a subset size adds '-first<N>'.
 
   Returns:
@@ -76,8 +78,9 @@ def eval_dir_name(dataset: str, split: str, step: int, *, protocol: str = 'B',
   name = f'{safe(dataset)}-{safe(split)}-step{step}'
   if protocol != 'B':
     name += f'-protocol{protocol}'
-  if self_ensemble:
-    name += '-x8'
+  ensemble = ensemble_lib.resolve(self_ensemble)
+  if ensemble != 'none':
+    name += f'-{ensemble}'
   if num_images is not None:
     name += f'-first{num_images}'
   return name
@@ -117,7 +120,7 @@ def _results_markdown(summary: dict[str, Any]) -> str:
       f'# Evaluation of MH2F-Net on {dataset} ({split} split), step {step}',
       '',
       f'- Checkpoint: {summary["checkpoint"]} (step {step}); '
-      f'x8 self-ensemble: {"on" if summary["self_ensemble"] else "off"}; '
+      f'self-ensemble: {summary["self_ensemble"]}; '
       f'{summary["num_images"]} images at full resolution.',
       f'- Metrics: {PROTOCOL_TEXT[summary["protocol"]]}. Averaged per image, then over '
       f'the dataset.',
@@ -222,7 +225,8 @@ def _score_images(derainer: inference.Derainer, source: Any, total: int, protoco
 
 
 def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
-             protocol: str = 'B', save_images: bool = False, self_ensemble: bool = False,
+             protocol: str = 'B', save_images: bool = False,
+             self_ensemble: bool | str | None = False,
              data_dir: str | None = None, num_images: int | None = None,
              progress: bool = True) -> dict[str, Any]:
   """Evaluates a workdir's checkpoint on a split of its dataset and writes the report.
@@ -233,7 +237,8 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
     split: the dataset split.
     protocol: 'B' or 'A' (see ``metrics.evaluate_pair``).
     save_images: also write the derained PNGs under ``images/``.
-    self_ensemble: x8 self-ensemble (flips and rotations averaged).
+    self_ensemble: 'flips' (or True), 'x8' or 'none' (or False); see
+      ``inference.Derainer.derain``.
     data_dir: TFDS data dir; None uses ``config.data.data_dir``.
     num_images: evaluate only the first N images (the folder name says so); None = all.
     progress: show a tqdm progress bar.
@@ -256,6 +261,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
                            f'got {protocol!r}')
   if num_images is not None and num_images < 1:
     raise errors.UserError(f'num_images must be >= 1 or None, got {num_images}')
+  self_ensemble = ensemble_lib.resolve(self_ensemble)
   config, params, step = checkpointing.load_workdir(workdir, checkpoint, fallback=False)
   derainer = inference.Derainer.from_params(config.model, params, step=step,
                                             checkpoint=checkpoint,
@@ -290,7 +296,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
       'dataset': dataset,
       'split': split,
       'checkpoint': str(checkpoint),
-      'self_ensemble': bool(self_ensemble),
+      'self_ensemble': self_ensemble,
       'num_tiled_images': int(num_tiled),
       'num_distinct_sizes': len(shapes),
       'seconds': round(seconds, 2),
@@ -315,12 +321,17 @@ def _write_report(out_dir: str, rows: list[dict[str, Any]], summary: dict[str, A
   return paths
 
 
+def _ensemble_text(ensemble: Any) -> str:
+  name = ensemble_lib.resolve(ensemble)
+  return '' if name == 'none' else f', {name} self-ensemble'
+
+
 def format_summary(result: dict[str, Any]) -> str:
   """A few human-readable lines of an :func:`evaluate` result."""
   return '\n'.join([
       f'{result["dataset"]} {result["split"]}, step {result["step"]}, '
       f'{result["num_images"]} images, protocol {result["protocol"]}'
-      f'{", x8 self-ensemble" if result["self_ensemble"] else ""}:',
+      f'{_ensemble_text(result["self_ensemble"])}:',
       f'  derained     PSNR-Y {_fmt(result["psnr_y"], 2)} dB  SSIM-Y '
       f'{_fmt(result["ssim_y"], 4)}  PSNR-RGB {_fmt(result["psnr_rgb"], 2)} dB  SSIM-RGB '
       f'{_fmt(result["ssim_rgb"], 4)}',

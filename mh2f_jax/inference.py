@@ -21,8 +21,9 @@ file) and derains images of any size:
   ``tile_margin`` covers the receptive field. HADB's channel attention averages over the
   whole (tile) image, so for the paper's model tiling is a close approximation, not an
   identity; evaluation therefore runs benchmark-sized images whole.
-* Optional x8 self-ensemble: the 8 flips/rotations of the input are derained, mapped
-  back and averaged (raw outputs, before clipping).
+* Optional self-ensemble (:mod:`mh2f_jax.ensemble`): flipped copies of the input
+  ('flips', the default when enabled) or also its 90 degree rotations ('x8', which turn
+  rain sideways) are derained, mapped back and averaged (raw outputs, before clipping).
 
 Parameters file format (``from_params_file``/``export_params``): the ``params`` pytree
 (nested dicts of float32 arrays, Flax names) serialised with
@@ -41,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mh2f_jax import ensemble as ensemble_lib
 from mh2f_jax import errors
 from mh2f_jax import files
 from mh2f_jax import model as model_lib
@@ -174,7 +176,7 @@ class Derainer:
     tile_overlap: minimum overlap of neighbouring tiles (multiple of 4).
     tile_margin: pixels at each inner tile edge that get zero weight.
     max_untiled_pixels: images with more pixels than this are tiled.
-    self_ensemble: default for :meth:`derain`'s x8 self-ensemble.
+    self_ensemble: default self-ensemble of :meth:`derain`: 'none', 'flips' or 'x8'.
   """
 
   def __init__(self, model: model_lib.MH2FNet, params: Any, *,
@@ -182,7 +184,7 @@ class Derainer:
                tile_overlap: int = DEFAULT_TILE_OVERLAP,
                tile_margin: int = DEFAULT_TILE_MARGIN,
                max_untiled_pixels: int = DEFAULT_MAX_UNTILED_PIXELS,
-               self_ensemble: bool = False,
+               self_ensemble: bool | str | None = False,
                step: int | None = None, checkpoint: Any = None):
     """Wraps a model and its parameters.
 
@@ -193,20 +195,21 @@ class Derainer:
       tile_overlap: see the class attributes.
       tile_margin: see the class attributes.
       max_untiled_pixels: see the class attributes.
-      self_ensemble: see the class attributes.
+      self_ensemble: True or 'flips', 'x8', or False / None / 'none'.
       step: training step, for reports.
       checkpoint: description of the source, for reports.
 
     Raises:
-      errors.UserError: (also a ValueError) for invalid tiling settings.
+      errors.UserError: (also a ValueError) for invalid tiling or ensemble settings.
     """
+    self._warned_x8 = False
     self.model = model
     # Eval and deraining run on one device: parameters are replicated onto the default
     # device whatever device count the checkpoint was written with.
     self.params = jax.device_put(params)
     self.step = step
     self.checkpoint = checkpoint
-    self.self_ensemble = bool(self_ensemble)
+    self.self_ensemble = self._ensemble(self_ensemble)
     self.set_tiling(tile_size, tile_overlap, tile_margin, max_untiled_pixels)
     self._forward = forward_fn(model)
 
@@ -367,52 +370,49 @@ class Derainer:
       return self._run_tiled(image)
     return self._run(image[None])[0]
 
-  def _raw_ensemble(self, image: np.ndarray) -> np.ndarray:
-    acc = np.zeros(image.shape, np.float32)
-    for k in range(4):
-      for flip in (False, True):
-        t = np.rot90(image, k)
-        if flip:
-          t = t[:, ::-1]
-        y = self._raw_single(np.ascontiguousarray(t))
-        if flip:
-          y = y[:, ::-1]
-        acc += np.rot90(y, -k)
-    return acc / 8.0
+  def _ensemble(self, value: Any) -> str:
+    name = ensemble_lib.resolve(value)
+    if name == 'x8' and not self._warned_x8:
+      self._warned_x8 = True  # Once per Derainer, not once per image.
+      _log.warning(ensemble_lib.X8_WARNING)
+    return name
 
-  def derain_raw(self, images: np.ndarray, *, self_ensemble: bool | None = None) -> np.ndarray:
+  def derain_raw(self, images: np.ndarray, *,
+                 self_ensemble: bool | str | None = None) -> np.ndarray:
     """Raw (unclipped) float32 network output for a float32 (B, H, W, 3) batch.
 
     Args:
       images: float32 (B, H, W, 3) in [0, 1].
-      self_ensemble: x8 self-ensemble; None uses the instance default.
+      self_ensemble: 'flips' (or True), 'x8', 'none' (or False); None uses the instance
+        default.
 
     Returns:
       float32 (B, H, W, 3), not clipped.
     """
-    ensemble = self.self_ensemble if self_ensemble is None else self_ensemble
+    ensemble = self.self_ensemble if self_ensemble is None else self._ensemble(self_ensemble)
     b, h, w, _ = images.shape
-    if not ensemble and not self.will_tile(h, w) and b * h * w <= max(
+    if ensemble == 'none' and not self.will_tile(h, w) and b * h * w <= max(
         self.max_untiled_pixels, h * w):
       return self._run(images)
-    fn = self._raw_ensemble if ensemble else self._raw_single
-    return np.stack([fn(img) for img in images])
+    return np.stack([ensemble_lib.average(self._raw_single, img, ensemble)
+                     for img in images])
 
-  def derain(self, image: Any, *, self_ensemble: bool | None = None) -> np.ndarray:
+  def derain(self, image: Any, *, self_ensemble: bool | str | None = None) -> np.ndarray:
     """Derains one image or a batch.
 
     Args:
       image: (H, W, 3) or (B, H, W, 3); uint8, or float in [0, 1] (numpy or jax).
-      self_ensemble: x8 self-ensemble (flips and rotations); None uses the instance
-        default.
+      self_ensemble: 'flips' (or True: identity, left-right, up-down and both flips
+        averaged, 4 passes), 'x8' (adds the 90 degree rotations, which turn rain
+        sideways; 8 passes), 'none' (or False); None uses the instance default.
 
     Returns:
       A numpy array of the input's shape and dtype: uint8 rounded with
       ``metrics.to_uint8``, or float clipped to [0, 1].
 
     Raises:
-      ValueError: wrong rank, not 3 channels, an empty side, or a dtype other than uint8
-        or float.
+      ValueError: wrong rank, not 3 channels, an empty side, a dtype other than uint8
+        or float, or an unknown ``self_ensemble``.
     """
     if isinstance(image, jax.Array):
       image = np.asarray(image)

@@ -109,7 +109,13 @@ def test_eval_dir_names():
   assert eval_lib.eval_dir_name('synthetic_rain/heavy', 'test', 5) == (
       'synthetic_rain_heavy-test-step5')
   assert eval_lib.eval_dir_name('rain200h', 'test', 5, protocol='A', self_ensemble=True,
-                                num_images=2) == 'rain200h-test-step5-protocolA-x8-first2'
+                                num_images=2) == 'rain200h-test-step5-protocolA-flips-first2'
+  assert eval_lib.eval_dir_name('rain200h', 'test', 5, self_ensemble='flips') == (
+      'rain200h-test-step5-flips')
+  assert eval_lib.eval_dir_name('rain200h', 'test', 5, self_ensemble='x8') == (
+      'rain200h-test-step5-x8')
+  assert eval_lib.eval_dir_name('rain200h', 'test', 5, self_ensemble='none') == (
+      'rain200h-test-step5')
 
 
 def test_evaluate_user_errors(run, tmp_path):

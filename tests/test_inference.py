@@ -270,17 +270,30 @@ def test_derain_rejects_bad_arrays(hadb_derainer):
       hadb_derainer.derain(bad)
 
 
-def test_self_ensemble_commutes_with_flips_and_rotations(hadb_derainer):
+def test_self_ensembles_flips_by_default_and_x8_by_name(hadb_derainer, caplog):
   x = _photo(24, 24, seed=3).astype(np.float32) / 255.0
   plain = hadb_derainer.derain_raw(x[None])[0]
-  ens = hadb_derainer.derain_raw(x[None], self_ensemble=True)[0]
-  assert np.abs(ens - plain).max() > 1e-4  # The ensemble is not the single pass.
-  # Averaging over the 8 dihedral transforms makes the result equivariant to them.
-  for transform in (lambda a: np.rot90(a, 1), lambda a: a[:, ::-1],
-                    lambda a: np.rot90(a, 3)[::-1]):
+  flips = hadb_derainer.derain_raw(x[None], self_ensemble=True)[0]
+  assert np.abs(flips - plain).max() > 1e-4  # The ensemble is not the single pass.
+  np.testing.assert_array_equal(hadb_derainer.derain_raw(x[None], self_ensemble='flips')[0],
+                                flips)
+  np.testing.assert_array_equal(hadb_derainer.derain_raw(x[None], self_ensemble='none')[0],
+                                plain)
+  # Averaging over the flips makes the result equivariant to them.
+  for transform in (lambda a: a[:, ::-1], lambda a: a[::-1]):
     got = hadb_derainer.derain_raw(np.ascontiguousarray(transform(x))[None],
                                    self_ensemble=True)[0]
-    np.testing.assert_allclose(got, transform(ens), atol=1e-5)
+    np.testing.assert_allclose(got, transform(flips), atol=1e-5)
+  with caplog.at_level(logging.WARNING, logger='mh2f_jax'):
+    d = inference.Derainer(hadb_derainer.model, hadb_derainer.params, self_ensemble='x8')
+    x8 = d.derain_raw(x[None])[0]
+    d.derain_raw(x[None])
+  assert caplog.text.count('sideways') == 1  # Once per Derainer, not per image.
+  for transform in (lambda a: np.rot90(a, 1), lambda a: np.rot90(a, 3)[::-1]):
+    got = d.derain_raw(np.ascontiguousarray(transform(x))[None])[0]
+    np.testing.assert_allclose(got, transform(x8), atol=1e-5)
+  with pytest.raises(ValueError, match='self_ensemble'):
+    inference.Derainer(hadb_derainer.model, hadb_derainer.params, self_ensemble='x4')
 
 
 # ------------------------------------------------------------------ loading, exporting

@@ -109,6 +109,18 @@ def load_photo(name: str) -> np.ndarray:
   return photo
 
 
+def test_photo(name: str) -> np.ndarray:
+  """The clean ``TEST_SIZE`` crop of a test photo, as the test split holds it.
+
+  Args:
+    name: one of ``TEST_PHOTOS``.
+
+  Returns:
+    uint8 (height, width, 3).
+  """
+  return _test_crop(name, load_photo(name))
+
+
 def _test_crop(name: str, photo: np.ndarray) -> np.ndarray:
   top, left = _TEST_CROP_ORIGIN[name]
   height, width = TEST_SIZE
@@ -172,15 +184,22 @@ class SyntheticRain(builders.LocalBuildMessages, tfds.core.GeneratorBasedBuilder
   """Synthetic rain over bundled photos; configs ``light`` and ``heavy``."""
 
   name = 'synthetic_rain'
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('2.0.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'First release.',
+      '2.0.0': 'Rain of random look per image: direction up to 35 degrees off vertical '
+               'either way, streak width 1-4 px, length, density, brightness, defocus '
+               'and an optional veil (mh2f_jax.rain presets of this version).',
+  }
   BUILDER_CONFIGS = [
       SyntheticRainConfig(
           name='light', preset='light',
-          description='Sparse thin streaks in one direction (about Rain200L difficulty).'),
+          description='One layer of sparse streaks of random direction, width and length '
+                      '(about Rain200L difficulty).'),
       SyntheticRainConfig(
           name='heavy', preset='heavy',
-          description='Dense streaks in three directions and a faint veil '
+          description='Two or three layers of streaks of random direction, width, length '
+                      'and density, defocus, a veil on half of the images '
                       '(rainy input below 22 dB PSNR-Y).'),
   ]
   DEFAULT_CONFIG_NAME = 'heavy'
