@@ -261,6 +261,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help='tile overlap in pixels (multiple of 4, default 64)')
   parser.add_argument('--self_ensemble', action='store_true',
                       help='x8 self-ensemble (flips and rotations averaged; 8x slower)')
+  parser.add_argument('--backend', default='auto', choices=('auto', 'jax', 'onnxruntime'),
+                      help="'auto' (default): ONNX Runtime on CPU when installed (faster), "
+                           "else JAX; 'jax'; 'onnxruntime' (see docs/export.md)")
   return parser.parse_args(argv)
 
 
@@ -278,8 +281,10 @@ def run(args: argparse.Namespace) -> int:
   if args.overlap is not None:
     tiling['tile_overlap'] = args.overlap
   derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint,
-                                             self_ensemble=args.self_ensemble, **tiling)
-  print(f'model: {args.workdir} at step {derainer.step} ({derainer.checkpoint})')
+                                             self_ensemble=args.self_ensemble,
+                                             backend=args.backend, **tiling)
+  print(f'model: {args.workdir} at step {derainer.step} ({derainer.checkpoint}), '
+        f'backend {derainer.backend}')
   failed = 0
   for path, out_stem in plan:
     try:
