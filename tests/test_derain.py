@@ -121,7 +121,7 @@ def test_single_1x1_image(run, photos, tmp_path, capsys):
 
 
 def test_backend_flag(run, photos, tmp_path, capsys):
-  pytest.importorskip('onnxruntime', reason='the onnx extra is not installed')
+  pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (the [export] extra)')
   outputs = {}
   for backend in ('jax', 'onnxruntime'):
     status, captured = _main(capsys, f'--workdir={run.workdir}', f'--backend={backend}',

@@ -36,7 +36,7 @@ def _images(b, h, w, seed=0):
     {'fusion': 'concat', 'dcr_layers': 2, 'dcr_growth': 3},
 ])
 def test_onnx_graph_equals_flax_forward(variant):
-  pytest.importorskip('onnxruntime', reason='the onnx extra is not installed')
+  pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (the [export] extra)')
   from mh2f_jax import backends
   from mh2f_jax import onnx_export
   model = model_lib.MH2FNet(**{'features': 8, 'num_blocks': 2, **variant})
@@ -80,7 +80,7 @@ def _main(capsys, *args):
 
 
 def test_export_onnx_cli(run, tmp_path, capsys):
-  ort = pytest.importorskip('onnxruntime', reason='the onnx extra is not installed')
+  ort = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (the [export] extra)')
   out = tmp_path / 'sub' / 'model.onnx'
   status, captured = _main(capsys, f'--workdir={run.workdir}', '--format=onnx',
                            f'--output={out}')

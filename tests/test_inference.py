@@ -333,7 +333,7 @@ def test_params_file_errors(run, tmp_path):
 
 
 def test_onnxruntime_backend_equals_jax_whole_and_tiled(hadb_derainer):
-  pytest.importorskip('onnxruntime', reason='the onnx extra is not installed')
+  pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (the [export] extra)')
   model, params = _tiny_model_and_params('hadb')
   fast = inference.Derainer(model, params, backend='onnxruntime')
   assert fast.backend == 'onnxruntime' and hadb_derainer.backend == 'jax'
