@@ -2,7 +2,7 @@
 
 Usage:
   python benchmarks/derain_bench.py [--height=3000] [--width=4000] [--tile=512]
-      [--overlap=64] [--self_ensemble]
+      [--overlap=64] [--self_ensemble] [--backend=auto|jax|onnxruntime]
 
 The parameters are random (drawn with NumPy, with the MHEB scales ``gamma`` nonzero):
 time and memory do not depend on the values, only on the architecture and the image
@@ -43,6 +43,8 @@ def main() -> None:
   parser.add_argument('--tile', type=int, default=inference.DEFAULT_TILE_SIZE)
   parser.add_argument('--overlap', type=int, default=inference.DEFAULT_TILE_OVERLAP)
   parser.add_argument('--self_ensemble', action='store_true')
+  parser.add_argument('--backend', default='auto', choices=('auto', 'jax', 'onnxruntime'),
+                      help="as the derain CLI's --backend (default auto)")
   args = parser.parse_args()
 
   model = model_lib.MH2FNet()  # The default (paper) configuration.
@@ -61,7 +63,7 @@ def main() -> None:
 
   params = jax.tree_util.tree_map_with_path(make, model_lib.abstract_params(model))
   derainer = inference.Derainer(model, params, tile_size=args.tile,
-                                tile_overlap=args.overlap)
+                                tile_overlap=args.overlap, backend=args.backend)
   photo = np.asarray(Image.fromarray(skimage.data.astronaut()).resize(
       (args.width, args.height), Image.BICUBIC))
   rss_before = peak_rss_mib()
@@ -84,8 +86,11 @@ def main() -> None:
       'tile': args.tile, 'overlap': args.overlap, 'tiles': tiles,
       'self_ensemble': args.self_ensemble,
       'tiled': tiled,
+      'backend': derainer.backend,
       'compile_seconds': round(compile_s, 1),
       'derain_seconds': round(seconds, 1),
+      's_per_mp': round(seconds / (args.height * args.width / 1e6), 2),
+      'load_average': os.getloadavg(),
       'peak_rss_mib_before': round(rss_before),
       'peak_rss_mib': round(peak_rss_mib()),
       'device': str(jax.devices()[0]),

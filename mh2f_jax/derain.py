@@ -245,6 +245,9 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                     'flips (identity, left-right, up-down and both flips; 4x slower) or x8 '
                     '(adds 90 degree rotations, which turn rain sideways: usually worse; 8x '
                     'slower).', flag_values=values)
+  flags.DEFINE_enum('backend', 'auto', ['auto', 'jax', 'onnxruntime'], "'auto': ONNX "
+                    'Runtime on CPU when installed (faster), else JAX; '
+                    "'jax'; 'onnxruntime' (see docs/export.md).", flag_values=values)
 
 
 def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
@@ -265,8 +268,10 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
     tiling['tile_overlap'] = values.overlap
   ensemble = ensemble_lib.from_flags(values.self_ensemble, values.ensemble)
   derainer = inference.Derainer.from_workdir(values.workdir, values.checkpoint,
-                                             self_ensemble=ensemble, **tiling)
-  print(f'model: {values.workdir} at step {derainer.step} ({derainer.checkpoint})')
+                                             self_ensemble=ensemble,
+                                             backend=values.backend, **tiling)
+  print(f'model: {values.workdir} at step {derainer.step} ({derainer.checkpoint}), '
+        f'backend {derainer.backend}')
   failed = 0
   for path, out_stem in plan:
     try:

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mh2f_jax import backends
 from mh2f_jax import ensemble as ensemble_lib
 from mh2f_jax import errors
 from mh2f_jax import files
@@ -177,6 +178,7 @@ class Derainer:
     tile_margin: pixels at each inner tile edge that get zero weight.
     max_untiled_pixels: images with more pixels than this are tiled.
     self_ensemble: default self-ensemble of :meth:`derain`: 'none', 'flips' or 'x8'.
+    backend: the backend in use, 'jax' or 'onnxruntime' (see :mod:`mh2f_jax.backends`).
   """
 
   def __init__(self, model: model_lib.MH2FNet, params: Any, *,
@@ -185,7 +187,7 @@ class Derainer:
                tile_margin: int = DEFAULT_TILE_MARGIN,
                max_untiled_pixels: int = DEFAULT_MAX_UNTILED_PIXELS,
                self_ensemble: bool | str | None = False,
-               step: int | None = None, checkpoint: Any = None):
+               step: int | None = None, checkpoint: Any = None, backend: str = 'jax'):
     """Wraps a model and its parameters.
 
     Args:
@@ -198,9 +200,13 @@ class Derainer:
       self_ensemble: True or 'flips', 'x8', or False / None / 'none'.
       step: training step, for reports.
       checkpoint: description of the source, for reports.
+      backend: 'jax' (default: the reference), 'onnxruntime' (faster on CPU; needs the
+        onnx and onnxruntime packages) or 'auto' (ONNX Runtime on CPU when installed,
+        else JAX with a one-line note); see :mod:`mh2f_jax.backends`.
 
     Raises:
-      errors.UserError: (also a ValueError) for invalid tiling or ensemble settings.
+      errors.UserError: (also a ValueError) for invalid tiling or ensemble settings, or an
+        unknown or unavailable backend.
     """
     self._warned_x8 = False
     self.model = model
@@ -212,6 +218,9 @@ class Derainer:
     self.self_ensemble = self._ensemble(self_ensemble)
     self.set_tiling(tile_size, tile_overlap, tile_margin, max_untiled_pixels)
     self._forward = forward_fn(model)
+    # The one place the forward function is chosen: whole images and tiles both go
+    # through ``self.forward`` (see _run).
+    self.backend, self.forward = backends.make_forward(model, self.params, backend)
 
   def set_tiling(self, tile_size: int = DEFAULT_TILE_SIZE,
                  tile_overlap: int = DEFAULT_TILE_OVERLAP,
@@ -341,7 +350,7 @@ class Derainer:
 
   def _run(self, batch: np.ndarray) -> np.ndarray:
     """Raw network output for a float32 (B, H, W, 3) batch."""
-    return np.asarray(self._forward(self.params, jnp.asarray(batch)))
+    return self.forward(batch)
 
   def _run_tiled(self, image: np.ndarray) -> np.ndarray:
     """Raw output for one float32 (H, W, 3) image, tile by tile with blending."""

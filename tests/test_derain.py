@@ -71,8 +71,10 @@ def test_folder_of_awkward_inputs(run, photos, tmp_path):
   assert _digests(photos) == before  # inputs untouched
 
   # Each output is what the Python API gives, in the documented pixel format. The CLI
-  # asked for 'best'; with no validation recorded that is the latest checkpoint.
-  d = inference.Derainer.from_workdir(run.workdir, 'latest')
+  # asked for 'best'; with no validation recorded that is the latest checkpoint. Its
+  # default backend is 'auto' (ONNX Runtime where installed, else JAX).
+  d = inference.Derainer.from_workdir(run.workdir, 'latest', backend='auto')
+  assert f'backend {d.backend}' in proc.stdout
 
   with Image.open(photos / 'photo.jpg') as src, Image.open(out / 'photo.png') as got:
     upright = np.asarray(ImageOps.exif_transpose(src).convert('RGB'))
@@ -116,6 +118,19 @@ def test_single_1x1_image(run, photos, tmp_path, capsys):
   assert 'note: ' in captured.err and 'latest' in captured.err  # 'best' fell back
   with Image.open(tmp_path / 'one.png') as got:
     assert got.size == (1, 1)
+
+
+def test_backend_flag(run, photos, tmp_path, capsys):
+  pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (the [export] extra)')
+  outputs = {}
+  for backend in ('jax', 'onnxruntime'):
+    status, captured = _main(capsys, f'--workdir={run.workdir}', f'--backend={backend}',
+                             f'--input={photos / "gray.png"}', f'--output={tmp_path / backend}')
+    assert status == 0 and f'backend {backend}' in captured.out, captured.err
+    with Image.open(tmp_path / backend / 'gray.png') as got:
+      outputs[backend] = np.asarray(got).astype(int)
+  # Raw outputs agree within 1e-4 (tests/test_inference.py): 8-bit values within one step.
+  assert np.abs(outputs['jax'] - outputs['onnxruntime']).max() <= 1
 
 
 def _error(capsys, *args):

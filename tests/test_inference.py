@@ -340,3 +340,46 @@ def test_params_file_errors(run, tmp_path):
   inference.export_params(run.workdir, good, 'latest')
   with pytest.raises(errors.UserError, match='do not fit'):
     inference.Derainer.from_params_file(good, {'features': 16, 'num_blocks': 2})
+
+
+# ------------------------------------------------------------------------- backends
+
+
+def test_onnxruntime_backend_equals_jax_whole_and_tiled(hadb_derainer):
+  pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (the [export] extra)')
+  model, params = _tiny_model_and_params('hadb')
+  fast = inference.Derainer(model, params, backend='onnxruntime')
+  assert fast.backend == 'onnxruntime' and hadb_derainer.backend == 'jax'
+  # Whole images (one not a multiple of 4, a batch), then the tiled path.
+  for batch in (_photo(37, 45)[None], np.stack([_photo(20, 24, 1), _photo(20, 24, 2)])):
+    x = batch.astype(np.float32) / 255.0
+    diff = np.abs(fast.derain_raw(x) - hadb_derainer.derain_raw(x)).max()
+    assert diff <= 1e-4
+  x = _photo(70, 61, seed=5).astype(np.float32) / 255.0
+  for d in (fast, hadb_derainer):
+    d.set_tiling(32, 16, 4, max_untiled_pixels=0)
+  try:
+    assert fast.will_tile(70, 61)
+    assert np.abs(fast.derain_raw(x[None]) - hadb_derainer.derain_raw(x[None])).max() <= 1e-4
+  finally:
+    hadb_derainer.set_tiling()
+
+
+def test_backend_choice(monkeypatch, caplog):
+  from mh2f_jax import backends
+  model, params = _tiny_model_and_params('hadb')
+  with pytest.raises(ValueError, match='backend must be one of'):
+    inference.Derainer(model, params, backend='tensorrt')
+  monkeypatch.setattr(backends, 'onnxruntime_available', lambda: False)
+  with pytest.raises(errors.UserError, match='pip install onnx onnxruntime'):
+    inference.Derainer(model, params, backend='onnxruntime')
+  # 'auto' without the packages: JAX, and one line saying how to get the faster runtime.
+  with caplog.at_level(logging.WARNING, logger='mh2f_jax'):
+    assert inference.Derainer(model, params, backend='auto').backend == 'jax'
+  assert len(caplog.records) == 1 and 'onnxruntime is not installed' in caplog.text
+  monkeypatch.setattr(backends, 'onnxruntime_available', lambda: True)
+  assert backends.resolve('auto', model) == 'onnxruntime'  # CPU, float32, installed
+  bf16 = model_lib.MH2FNet(features=8, num_blocks=2, dtype=jnp.bfloat16)
+  assert backends.resolve('auto', bf16) == 'jax'  # the graph is float32 only
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert backends.resolve('auto', model) == 'jax'
