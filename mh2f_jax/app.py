@@ -213,8 +213,9 @@ def serve(args: argparse.Namespace) -> None:
       page.queue().launch(server_name=args.host, server_port=args.port,
                           show_error=True, allowed_paths=[work_root])
     except OSError as e:
-      raise errors.UserError(f'cannot serve on {args.host}:{args.port} ({e}); choose '
-                             'another --port') from None
+      reason = str(e).split('. ')[0]  # Gradio's advice after it is about its own API.
+      raise errors.UserError(f'cannot serve on {args.host}:{args.port} ({reason}); '
+                             'choose another --port') from None
 
 
 def _interrupt(signum, frame):

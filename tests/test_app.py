@@ -3,7 +3,7 @@
 The page is served by ``python -m mh2f_jax.app`` on 127.0.0.1 (a free port) for the tiny
 trained workdir of the other tests; Selenium drives Debian's ``chromium`` through
 ``chromedriver``: upload a rainy photo, derain it, download the result, and compare it
-with what ``python -m mh2f_jax.derain`` writes for the same file. ``.ci/run`` installs the
+with what the ``mh2f_jax.derain`` command writes for the same file. ``.ci/run`` installs the
 browser; without one the browser test is skipped, saying so.
 
 ``MH2F_APP_SCREENSHOT=path.png`` also saves a screenshot of the page with its result.
@@ -104,14 +104,14 @@ def _browser(download_dir: str):
   return webdriver.Chrome(options=options, service=service)
 
 
-def _wait_for_file(folder: str, timeout: float) -> str:
+def _wait_for_file(path: str, timeout: float) -> str:
+  """Waits for Chromium to finish a download: it renames the partial file to ``path``."""
   deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    done = [f for f in os.listdir(folder) if not f.endswith('.crdownload')]
-    if done:
-      return os.path.join(folder, done[0])
+  while not os.path.exists(path):
+    assert time.monotonic() < deadline, (
+        f'{path} not downloaded in {timeout} s: {os.listdir(os.path.dirname(path))}')
     time.sleep(0.5)
-  raise AssertionError(f'nothing downloaded into {folder} in {timeout} s')
+  return path
 
 
 def _derain_in_page(driver, url: str, photo) -> None:
@@ -168,16 +168,14 @@ def test_page_derains_like_the_cli(run, photo, tmp_path):
       link = driver.find_element(By.CSS_SELECTOR, '#results a[download]')
       assert link.get_attribute('download') == 'rainy street.png'
       link.click()
-      downloaded = _wait_for_file(str(downloads), 60)
+      downloaded = _wait_for_file(str(downloads / 'rainy street.png'), 60)
       if os.environ.get('MH2F_APP_SCREENSHOT'):
         driver.save_screenshot(os.environ['MH2F_APP_SCREENSHOT'])
   finally:
     driver.quit()
-  cli = subprocess.run(
-      [sys.executable, '-m', 'mh2f_jax.derain', f'--workdir={run.workdir}',
-       f'--input={photo}', f'--output={tmp_path / "cli"}'],
-      env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-  assert cli.returncode == 0, cli.stderr
+  from mh2f_jax import derain  # The command, run in this process.
+  assert derain.main([f'--workdir={run.workdir}', f'--input={photo}',
+                      f'--output={tmp_path / "cli"}']) == 0
   expected = tmp_path / 'cli' / 'rainy street.png'
   np.testing.assert_array_equal(np.asarray(Image.open(downloaded)),
                                 np.asarray(Image.open(expected)))
