@@ -20,6 +20,11 @@ stem), at the input's size. How pixel formats are handled:
   float TIFF (``.tif``).
 * Multi-frame files (GIF, TIFF): the first frame.
 
+With ``--compare``, a side-by-side PNG (input | derained, 8-bit RGB, alpha dropped, an
+8-pixel white gap) is also written to ``<output>/compare/<name>.png``, ``<name>`` being
+the output's name without its extension. An existing file there is never replaced: the
+next free name (``<name>-2.png``, ...) is used.
+
 Safety: no output is ever written onto an input (``--output`` equal to the input folder,
 or an output path equal to an input file, is refused before anything runs); outputs are
 written atomically. An unreadable file is reported by name and skipped; the others go on.
@@ -31,6 +36,7 @@ error (missing workdir or checkpoints, no images, unsafe output) with a one-line
 import argparse
 import dataclasses
 import io
+import itertools
 import logging
 import os
 import sys
@@ -41,6 +47,8 @@ import numpy as np
 
 from mh2f_jax import errors
 
+# White gap between the two halves of a --compare image, in pixels.
+_COMPARE_GAP = 8
 # ITU-R 601-2 luma, the weights Pillow uses for RGB -> L.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _COLOUR_MODES_TO_RGB = ('P', 'PA', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'RGBX', 'RGBa', 'La')
@@ -172,6 +180,42 @@ def encode_output(loaded: LoadedImage, derained: np.ndarray) -> bytes:
   return buf.getvalue()
 
 
+def write_comparison(path_stem: str, before: np.ndarray, after: np.ndarray) -> str:
+  """Writes ``before | after`` side by side to a new PNG, never replacing a file.
+
+  Args:
+    path_stem: the path without ``.png``; ``-2``, ``-3``, ... are appended while taken.
+    before: the input, uint8 or float in [0, 1], (H, W, 3).
+    after: the derained image, same shape and kind.
+
+  Returns:
+    The path written.
+
+  Raises:
+    OSError: the folder cannot be created or written.
+  """
+  from mh2f_jax import inference
+  from mh2f_jax import metrics
+  halves = [metrics.to_uint8(a) if a.dtype != np.uint8 else a for a in (before, after)]
+  gap = np.full((before.shape[0], _COMPARE_GAP, 3), 255, np.uint8)
+  data = inference.encode_png(np.concatenate([halves[0], gap, halves[1]], axis=1))
+  folder = os.path.dirname(os.path.abspath(path_stem))
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, f'.{os.path.basename(path_stem)}.{os.getpid()}.tmp')
+  with open(tmp, 'wb') as f:
+    f.write(data)
+  try:
+    for n in itertools.count(1):
+      path = f'{path_stem}.png' if n == 1 else f'{path_stem}-{n}.png'
+      try:
+        os.link(tmp, path)  # Atomic, and fails instead of replacing an existing file.
+        return path
+      except FileExistsError:
+        continue
+  finally:
+    os.remove(tmp)
+
+
 def _file_ids(paths: Sequence[str]) -> set[Any]:
   """Real paths and (device, inode) pairs of existing files, to catch links too."""
   ids = set()
@@ -261,6 +305,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help='tile overlap in pixels (multiple of 4, default 64)')
   parser.add_argument('--self_ensemble', action='store_true',
                       help='x8 self-ensemble (flips and rotations averaged; 8x slower)')
+  parser.add_argument('--compare', action='store_true',
+                      help='also write input | derained side by side to '
+                           'OUTPUT/compare/<name>.png (never replacing a file)')
   return parser.parse_args(argv)
 
 
@@ -300,6 +347,13 @@ def run(args: argparse.Namespace) -> int:
     height, width = loaded.pixels.shape[:2]
     tiled = ', tiled' if derainer.will_tile(height, width) else ''
     print(f'{path} -> {out_path} ({width}x{height}, {loaded.kind}{tiled})')
+    if args.compare:
+      stem = os.path.join(args.output, 'compare', os.path.basename(out_stem))
+      try:
+        print(f'  side by side: {write_comparison(stem, loaded.pixels, derained)}')
+      except OSError as e:
+        print(f'error: cannot write the comparison {stem}.png: {e}', file=sys.stderr)
+        failed += 1
   done = len(plan) - failed
   print(f'derained {done} of {len(plan)} image(s) into {args.output}')
   if failed:
