@@ -84,8 +84,8 @@ def main() -> None:
   if args.tiling == 'exact':
     tiles = -(-ph // tile[0]) * -(-pw // tile[1])
   else:
-    tiles = (len(inference.tile_starts(ph, args.tile, args.overlap))
-             * len(inference.tile_starts(pw, args.tile, args.overlap)))
+    tiles = (len(tiling.tile_starts(ph, args.tile, args.overlap))
+             * len(tiling.tile_starts(pw, args.tile, args.overlap)))
   start, cpu_start = time.perf_counter(), time.process_time()
   out = derainer.derain(photo, self_ensemble=args.self_ensemble)
   seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start

@@ -301,8 +301,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--tile', type=int, default=None,
                       help='tile size for images above 1 megapixel (multiple of 4, '
                            'default 512); 0 never tiles')
+  parser.add_argument('--tiling', choices=('exact', 'approx'), default='exact',
+                      help="'exact' (default): tiled output equals the whole-image pass; "
+                           "'approx': blended overlapping tiles (see docs/evaluation.md)")
   parser.add_argument('--overlap', type=int, default=None,
-                      help='tile overlap in pixels (multiple of 4, default 64)')
+                      help="tile overlap in pixels for --tiling=approx (multiple of 4, "
+                           "default 64)")
   parser.add_argument('--self_ensemble', action='store_true',
                       help='x8 self-ensemble (flips and rotations averaged; 8x slower)')
   parser.add_argument('--compare', action='store_true',
@@ -319,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
   """
   from mh2f_jax import inference
   plan = plan_outputs(args.input, args.output)
-  tiling = {}
+  tiling = {'tiling': args.tiling}
   if args.tile is not None:
     tiling['tile_size'] = args.tile
   if args.overlap is not None:

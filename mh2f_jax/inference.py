@@ -56,9 +56,6 @@ DEFAULT_TILING = 'exact'
 DEFAULT_MAX_UNTILED_PIXELS = 1024 * 1024
 # The network pads to this multiple itself; tiles align to it.
 _ALIGN = tiling_lib.ALIGN
-# Moved to mh2f_jax.tiling; kept here for existing callers.
-tile_starts = tiling_lib.tile_starts
-blend_profile = tiling_lib.blend_profile
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
