@@ -2,14 +2,15 @@
 
 Usage:
   python benchmarks/derain_bench.py [--height=3000] [--width=4000] [--tile=512]
-      [--overlap=64] [--self_ensemble] [--backend=auto|jax|onnxruntime]
+      [--tiling=exact|approx] [--overlap=64] [--self_ensemble] [--backend=auto|jax|onnxruntime]
 
 The parameters are random (drawn with NumPy, with the MHEB scales ``gamma`` nonzero):
 time and memory do not depend on the values, only on the architecture and the image
 size. The photo is scikit-image's astronaut resized to the requested size. Reported: the
-compile time of the tile shape, the wall time of the tiled derain (compilation
-excluded), the number of tiles, and the process's peak resident memory
-(``resource.getrusage(...).ru_maxrss``) before deraining and at the end.
+warm-up (compiling the tile shapes and deraining one tile), the wall time of the tiled
+derain (compilation excluded) and its CPU time, the number of output tiles, and the
+process's peak resident memory (``resource.getrusage(...).ru_maxrss``) before deraining
+and at the end.
 """
 
 import argparse
@@ -29,6 +30,7 @@ import skimage.data  # pylint: disable=wrong-import-position
 
 from mh2f_jax import inference  # pylint: disable=wrong-import-position
 from mh2f_jax import model as model_lib  # pylint: disable=wrong-import-position
+from mh2f_jax import tiling  # pylint: disable=wrong-import-position
 
 
 def peak_rss_mib() -> float:
@@ -42,6 +44,8 @@ def main() -> None:
   parser.add_argument('--width', type=int, default=4000)
   parser.add_argument('--tile', type=int, default=inference.DEFAULT_TILE_SIZE)
   parser.add_argument('--overlap', type=int, default=inference.DEFAULT_TILE_OVERLAP)
+  parser.add_argument('--tiling', default=inference.DEFAULT_TILING,
+                      choices=inference.TILING_CHOICES)
   parser.add_argument('--self_ensemble', action='store_true')
   parser.add_argument('--backend', default='auto', choices=('auto', 'jax', 'onnxruntime'),
                       help="as the derain CLI's --backend (default auto)")
@@ -63,34 +67,46 @@ def main() -> None:
 
   params = jax.tree_util.tree_map_with_path(make, model_lib.abstract_params(model))
   derainer = inference.Derainer(model, params, tile_size=args.tile,
-                                tile_overlap=args.overlap, backend=args.backend)
+                                tile_overlap=args.overlap, tiling=args.tiling,
+                                backend=args.backend)
   photo = np.asarray(Image.fromarray(skimage.data.astronaut()).resize(
       (args.width, args.height), Image.BICUBIC))
   rss_before = peak_rss_mib()
 
-  tile = min(args.tile, args.height), min(args.tile, args.width)
+  ph, pw = tiling.align_up(args.height), tiling.align_up(args.width)
+  tile = min(args.tile, ph), min(args.tile, pw)
   start = time.perf_counter()
-  derainer._run(np.zeros((1, *tile, 3), np.float32))  # pylint: disable=protected-access
+  if args.tiling == 'exact':
+    # Compiles every stage's window shape (they depend on the tile size only).
+    tiling.run_exact(model, derainer.params, np.zeros((*tile, 3), np.float32), args.tile)
+  else:
+    derainer._run(np.zeros((1, *tile, 3), np.float32))  # pylint: disable=protected-access
   compile_s = time.perf_counter() - start
 
-  ph, pw = -(-args.height // 4) * 4, -(-args.width // 4) * 4
   tiled = derainer.will_tile(args.height, args.width)
-  tiles = (len(inference.tile_starts(ph, args.tile, args.overlap))
-           * len(inference.tile_starts(pw, args.tile, args.overlap))) if tiled else 1
-  start = time.perf_counter()
+  if args.tiling == 'exact':
+    tiles = -(-ph // tile[0]) * -(-pw // tile[1])
+  else:
+    tiles = (len(tiling.tile_starts(ph, args.tile, args.overlap))
+             * len(tiling.tile_starts(pw, args.tile, args.overlap)))
+  start, cpu_start = time.perf_counter(), time.process_time()
   out = derainer.derain(photo, self_ensemble=args.self_ensemble)
-  seconds = time.perf_counter() - start
+  seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
   assert out.shape == photo.shape and out.dtype == np.uint8
   result = {
       'image': f'{args.width}x{args.height}',
-      'tile': args.tile, 'overlap': args.overlap, 'tiles': tiles,
+      'tiling': args.tiling, 'tile': args.tile, 'overlap': args.overlap,
+      'tiles': tiles if tiled else 1,
       'self_ensemble': args.self_ensemble,
       'tiled': tiled,
       'backend': derainer.backend,
-      'compile_seconds': round(compile_s, 1),
+      'warmup_seconds': round(compile_s, 1),
       'derain_seconds': round(seconds, 1),
       's_per_mp': round(seconds / (args.height * args.width / 1e6), 2),
-      'load_average': os.getloadavg(),
+      # CPU time of all the process's threads: less sensitive than wall time to other
+      # jobs sharing the machine.
+      'derain_cpu_seconds': round(cpu_seconds, 1),
+      'load_average': os.getloadavg()[0],
       'peak_rss_mib_before': round(rss_before),
       'peak_rss_mib': round(peak_rss_mib()),
       'device': str(jax.devices()[0]),

@@ -10,19 +10,20 @@ Needs the ``app`` extra (``pip install "mh2f-jax[app]"``, which installs Gradio)
 is served on 127.0.0.1 unless ``--host`` says otherwise; nothing is sent elsewhere.
 """
 
-import argparse
 import dataclasses
 import os
 import signal
-import sys
 import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from absl import flags
 import numpy as np
 
+from mh2f_jax import cli
 from mh2f_jax import derain
 from mh2f_jax import errors
+from mh2f_jax import files
 
 # Previews in the slider are shrunk to this longest side; downloads keep the full size.
 _PREVIEW_SIDE = 1600
@@ -78,13 +79,12 @@ def derain_files(derainer: Any, paths: Sequence[str], out_dir: str, *,
     derainer: an ``inference.Derainer``.
     paths: the uploaded files.
     out_dir: an empty folder for the outputs and previews.
-    self_ensemble: x8 self-ensemble.
+    self_ensemble: average the flipped copies (the 'flips' self-ensemble).
     progress: ``progress((done, total), desc=...)`` is called before each photo.
 
   Returns:
     The results, and one error line per file that could not be read.
   """
-  from mh2f_jax import inference
   os.makedirs(os.path.join(out_dir, 'previews'), exist_ok=True)
   results, failures = [], []
   stems = _output_names(paths)
@@ -102,7 +102,7 @@ def derain_files(derainer: Any, paths: Sequence[str], out_dir: str, *,
       progress((i, len(paths)), desc=f'deraining {name} ({width}x{height}{tiled})')
     derained = derainer.derain(loaded.pixels, self_ensemble=self_ensemble)
     output = os.path.join(out_dir, stem + derain.output_extension(loaded.kind))
-    inference.write_atomic(output, derain.encode_output(loaded, derained))
+    files.write_atomic(output, derain.encode_output(loaded, derained))
     previews = os.path.join(out_dir, 'previews', f'{i}')
     results.append(Result(
         name, output, _preview(loaded.pixels, previews + '-before.png'),
@@ -151,7 +151,7 @@ def build_page(derainer: Any, title: str, work_root: str):
       with gr.Column(scale=1):
         uploads = gr.File(label='Photos', file_count='multiple', file_types=['image'],
                           elem_id='photos')
-        ensemble = gr.Checkbox(label='x8 self-ensemble (8 times slower)')
+        ensemble = gr.Checkbox(label='Self-ensemble: average 4 flipped copies (4 times slower)')
         button = gr.Button('Derain', variant='primary', elem_id='derain')
         status = gr.Markdown(elem_id='status')
       with gr.Column(scale=2):
@@ -165,32 +165,30 @@ def build_page(derainer: Any, title: str, work_root: str):
   return page
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      prog='mh2f-app',
-      description='Serve a web page to derain photos with a trained MH2F-Net.')
-  parser.add_argument('--workdir', required=True,
-                      help='training workdir (config.json and checkpoints/)')
-  parser.add_argument('--checkpoint', default='best',
-                      help="'best' (default; 'latest' when no validation was recorded), "
-                           "'latest' or a step number")
-  parser.add_argument('--tile', type=int, default=None,
-                      help='tile size for photos above 1 megapixel (as mh2f-derain)')
-  parser.add_argument('--overlap', type=int, default=None,
-                      help='tile overlap in pixels (as mh2f-derain)')
-  parser.add_argument('--host', default='127.0.0.1',
-                      help='address to serve on (default 127.0.0.1: this machine only; '
-                           '0.0.0.0 serves the network)')
-  parser.add_argument('--port', type=int, default=7860, help='port (default 7860)')
-  return parser.parse_args(argv)
+def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
+  """Defines the web page's flags on ``values``."""
+  del argv  # No config overrides.
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json and checkpoints/).',
+                      flag_values=values, required=True)
+  flags.DEFINE_string('checkpoint', 'best', "'best' (default; 'latest' when no validation "
+                      "was recorded), 'latest' or a step number.", flag_values=values)
+  flags.DEFINE_integer('tile', None, 'Tile size for photos above 1 megapixel (as '
+                       'mh2f-derain).', flag_values=values)
+  flags.DEFINE_integer('overlap', None, 'Tile overlap in pixels (as mh2f-derain).',
+                       flag_values=values)
+  flags.DEFINE_string('host', '127.0.0.1', 'Address to serve on (default 127.0.0.1: this '
+                      'machine only; 0.0.0.0 serves the network).', flag_values=values)
+  flags.DEFINE_integer('port', 7860, 'Port.', flag_values=values)
 
 
-def serve(args: argparse.Namespace) -> None:
-  """Loads the model, then serves the page until interrupted.
+def serve(args: flags.FlagValues, positional: Sequence[str] = ()) -> int:
+  """Loads the model, then serves the page until interrupted; returns 0.
 
   Raises:
     errors.UserError: Gradio missing, or a workdir the derainer cannot load.
   """
+  if positional:
+    raise errors.UserError(f'unexpected arguments: {" ".join(positional)}')
   # Before Gradio is imported: no usage statistics or version checks leave the machine.
   os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
   try:
@@ -198,7 +196,7 @@ def serve(args: argparse.Namespace) -> None:
   except ImportError:
     raise errors.UserError('the web page needs Gradio: pip install "mh2f-jax[app]" '
                            '(or pip install gradio)') from None
-  from mh2f_jax import inference
+  from mh2f_jax import inference  # pylint: disable=g-import-not-at-top
   tiling = {k: v for k, v in (('tile_size', args.tile), ('tile_overlap', args.overlap))
             if v is not None}
   derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint, **tiling)
@@ -216,6 +214,7 @@ def serve(args: argparse.Namespace) -> None:
       reason = str(e).split('. ')[0]  # Gradio's advice after it is about its own API.
       raise errors.UserError(f'cannot serve on {args.host}:{args.port} ({reason}); '
                              'choose another --port') from None
+  return 0
 
 
 def _interrupt(signum, frame):
@@ -223,24 +222,13 @@ def _interrupt(signum, frame):
   raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  """The ``mh2f-app`` command; returns the exit status (2 for a usage error).
-
-  Args:
-    argv: arguments without the program name; None reads ``sys.argv``.
-  """
-  args = _parse_args(argv)
-  from mh2f_jax import logs
-  logs.quiet_libraries()
+def run(argv: Sequence[str] | None = None) -> int:
+  """The ``mh2f-app`` command; ``argv`` without the program name (None: ``sys.argv``)."""
   try:
-    serve(args)
-  except errors.UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  except KeyboardInterrupt:
-    pass
-  return 0
+    return cli.run(serve, define_flags, argv, prog='mh2f-app', doc=__doc__)
+  except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server is closed, temp files gone.
+    return 0
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_with(run())

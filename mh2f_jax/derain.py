@@ -20,6 +20,11 @@ stem), at the input's size. How pixel formats are handled:
   float TIFF (``.tif``).
 * Multi-frame files (GIF, TIFF): the first frame.
 
+With ``--compare``, a side-by-side PNG (input | derained, 8-bit RGB, alpha dropped, an
+8-pixel white gap) is also written to ``<output>/compare/<name>.png``, ``<name>`` being
+the output's name without its extension. An existing file there is never replaced: the
+next free name (``<name>-2.png``, ...) is used.
+
 Safety: no output is ever written onto an input (``--output`` equal to the input folder,
 or an output path equal to an input file, is refused before anything runs); outputs are
 written atomically. An unreadable file is reported by name and skipped; the others go on.
@@ -31,6 +36,7 @@ error (missing workdir or checkpoints, no images, unsafe output) with a one-line
 from collections.abc import Sequence
 import dataclasses
 import io
+import itertools
 import os
 import sys
 from typing import Any
@@ -43,6 +49,8 @@ from mh2f_jax import cli
 from mh2f_jax import errors
 from mh2f_jax import files
 
+# White gap between the two halves of a --compare image, in pixels.
+_COMPARE_GAP = 8
 # ITU-R 601-2 luma, the weights Pillow uses for RGB -> L.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _COLOUR_MODES_TO_RGB = ('P', 'PA', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'RGBX', 'RGBa', 'La')
@@ -153,6 +161,41 @@ def encode_output(loaded: LoadedImage, derained: np.ndarray) -> bytes:
   return buf.getvalue()
 
 
+def write_comparison(path_stem: str, before: np.ndarray, after: np.ndarray) -> str:
+  """Writes ``before | after`` side by side to a new PNG, never replacing a file.
+
+  Args:
+    path_stem: the path without ``.png``; ``-2``, ``-3``, ... are appended while taken.
+    before: the input, uint8 or float in [0, 1], (H, W, 3).
+    after: the derained image, same shape and kind.
+
+  Returns:
+    The path written.
+
+  Raises:
+    OSError: the folder cannot be created or written.
+  """
+  from mh2f_jax import metrics  # pylint: disable=g-import-not-at-top
+  halves = [metrics.to_uint8(a) if a.dtype != np.uint8 else a for a in (before, after)]
+  gap = np.full((before.shape[0], _COMPARE_GAP, 3), 255, np.uint8)
+  data = files.encode_png(np.concatenate([halves[0], gap, halves[1]], axis=1))
+  folder = os.path.dirname(os.path.abspath(path_stem))
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, f'.{os.path.basename(path_stem)}.{os.getpid()}.tmp')
+  with open(tmp, 'wb') as f:
+    f.write(data)
+  try:
+    for n in itertools.count(1):
+      path = f'{path_stem}.png' if n == 1 else f'{path_stem}-{n}.png'
+      try:
+        os.link(tmp, path)  # Atomic, and fails instead of replacing an existing file.
+        return path
+      except FileExistsError:
+        continue
+  finally:
+    os.remove(tmp)
+
+
 def _file_ids(paths: Sequence[str]) -> set[Any]:
   """Real paths and (device, inode) pairs of existing files, to catch links too."""
   ids = set()
@@ -237,8 +280,11 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                       "was recorded), 'latest' or a step number.", flag_values=values)
   flags.DEFINE_integer('tile', None, 'Tile size for images above 1 megapixel (multiple of '
                        '4, default 512); 0 never tiles.', flag_values=values)
-  flags.DEFINE_integer('overlap', None, 'Tile overlap in pixels (multiple of 4, default '
-                       '64).', flag_values=values)
+  flags.DEFINE_enum('tiling', 'exact', ['exact', 'approx'], "'exact': tiled output equals "
+                    "the whole-image pass; 'approx': blended overlapping tiles, faster "
+                    '(see docs/evaluation.md).', flag_values=values)
+  flags.DEFINE_integer('overlap', None, 'Tile overlap in pixels for --tiling=approx '
+                       '(multiple of 4, default 64).', flag_values=values)
   flags.DEFINE_bool('self_ensemble', False, 'Average the derained flipped copies (as '
                     '--ensemble=flips).', flag_values=values)
   flags.DEFINE_enum('ensemble', None, ['none', 'flips', 'x8'], 'Self-ensemble by name: '
@@ -248,6 +294,8 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
   flags.DEFINE_enum('backend', 'auto', ['auto', 'jax', 'onnxruntime'], "'auto': ONNX "
                     'Runtime on CPU when installed (faster), else JAX; '
                     "'jax'; 'onnxruntime' (see docs/export.md).", flag_values=values)
+  flags.DEFINE_bool('compare', False, 'Also write input | derained side by side to '
+                    'OUTPUT/compare/<name>.png (never replacing a file).', flag_values=values)
 
 
 def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
@@ -261,7 +309,7 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
   from mh2f_jax import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   from mh2f_jax import inference  # pylint: disable=g-import-not-at-top  (keeps --help fast)
   plan = plan_outputs(values.input, values.output)
-  tiling = {}
+  tiling = {'tiling': values.tiling}
   if values.tile is not None:
     tiling['tile_size'] = values.tile
   if values.overlap is not None:
@@ -292,6 +340,13 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
     height, width = loaded.pixels.shape[:2]
     tiled = ', tiled' if derainer.will_tile(height, width) else ''
     print(f'{path} -> {out_path} ({width}x{height}, {loaded.kind}{tiled})')
+    if values.compare:
+      stem = os.path.join(values.output, 'compare', os.path.basename(out_stem))
+      try:
+        print(f'  side by side: {write_comparison(stem, loaded.pixels, derained)}')
+      except OSError as e:
+        print(f'error: cannot write the comparison {stem}.png: {e}', file=sys.stderr)
+        failed += 1
   done = len(plan) - failed
   print(f'derained {done} of {len(plan)} image(s) into {values.output}')
   if failed:

@@ -155,8 +155,8 @@ def _results_markdown(summary: dict[str, Any]) -> str:
     notes.append(paper.not_reported_note(dataset))
   if summary.get('num_tiled_images'):
     notes.append(f'{summary["num_tiled_images"]} image(s) were too large to run whole and '
-                 f'were derained in overlapping tiles, a close approximation of whole-image '
-                 f'inference (see docs/evaluation.md, Tiling).')
+                 f'were derained in tiles, stage by stage, which gives the whole-image '
+                 f'output to float rounding (see docs/evaluation.md, Tiling).')
   if any(isinstance(summary[k], str) or np.isinf(summary[k])
          for k in ('psnr_y', 'psnr_rgb', 'input_psnr_y', 'input_psnr_rgb')):
     notes.append('An infinite PSNR means at least one image was reproduced exactly.')

@@ -9,18 +9,12 @@ file) and derains images of any size:
   and caches it, so a benchmark whose images share one or two sizes compiles once or
   twice. (Padding images up to shape buckets would avoid recompiles but changes the
   outputs near the border, so it is not done.)
-* Larger images are cut into overlapping tiles (default 512x512, overlap 64) whose
-  outputs are blended. The image is first edge-padded at the bottom/right to a multiple
-  of 4, exactly as the network pads internally, and every tile starts at a multiple of 4
-  and is a multiple of 4 in size, so the two 2x2 poolings of each hourglass see the same
-  pixel grid as on the whole image. Each tile's pixels within ``tile_margin`` of an
-  edge shared with another tile get weight zero (they see the tile's zero padding
-  instead of the neighbouring image); the next ``overlap - 2 * margin`` pixels ramp
-  linearly, and the blended output is the weight-normalised sum. For a network without
-  global operations, tiled and whole-image outputs agree to float rounding when
-  ``tile_margin`` covers the receptive field. HADB's channel attention averages over the
-  whole (tile) image, so for the paper's model tiling is a close approximation, not an
-  identity; evaluation therefore runs benchmark-sized images whole.
+* Larger images are derained in tiles (:mod:`mh2f_jax.tiling`) so that device memory
+  stays bounded by the tile size. The default, ``tiling='exact'``, runs the network stage
+  by stage over tiles with the image's feature maps on the host and HADB's channel means
+  accumulated over the whole image: the output equals the whole-image pass to float
+  rounding. ``tiling='approx'`` blends overlapping whole-network tiles instead (each tile
+  sees only its own channel means); see docs/evaluation.md for what each costs.
 * Optional self-ensemble (:mod:`mh2f_jax.ensemble`): flipped copies of the input
   ('flips', the default when enabled) or also its 90 degree rotations ('x8', which turn
   rain sideways) are derained, mapped back and averaged (raw outputs, before clipping).
@@ -33,6 +27,7 @@ pass the ``model`` block of the workdir's ``config.json`` (or that file's path).
 
 import functools
 import json
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -47,67 +42,24 @@ from mh2f_jax import ensemble as ensemble_lib
 from mh2f_jax import errors
 from mh2f_jax import files
 from mh2f_jax import model as model_lib
+from mh2f_jax import tiling as tiling_lib
+
+_log = logging.getLogger(__name__)
 
 # Defaults, chosen for CPU and GPU memory alike: a 512x512 tile of the default model
 # needs well under 1 GiB of activations; a 64-pixel overlap costs ~30 % extra compute.
 DEFAULT_TILE_SIZE = 512
 DEFAULT_TILE_OVERLAP = 64
 DEFAULT_TILE_MARGIN = 16
+# 'exact': staged tiles, equal to the whole-image pass; 'approx': blended whole-net tiles.
+TILING_CHOICES = ('exact', 'approx')
+DEFAULT_TILING = 'exact'
 # Images up to this many pixels run whole (every benchmark test image does).
 DEFAULT_MAX_UNTILED_PIXELS = 1024 * 1024
 # The network pads to this multiple itself; tiles align to it.
-_ALIGN = model_lib.PAD_MULTIPLE
+_ALIGN = tiling_lib.ALIGN
 
 
-def _align_up(n: int, multiple: int = _ALIGN) -> int:
-  return -(-n // multiple) * multiple
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-  """Start offsets of tiles covering ``[0, length)`` along one axis.
-
-  Args:
-    length: axis length, a multiple of 4 (the padded image).
-    tile: tile length, a multiple of 4.
-    overlap: minimum overlap of neighbouring tiles, a multiple of 4.
-
-  Returns:
-    Sorted starts, all multiples of 4; the last tile ends exactly at ``length``. A single
-    start 0 when ``length <= tile`` (the tile is then shortened to ``length``).
-  """
-  if length <= tile:
-    return [0]
-  stride = tile - overlap
-  starts = list(range(0, length - tile, stride))
-  starts.append(length - tile)
-  return starts
-
-
-def blend_profile(size: int, start: int, length: int, margin: int, ramp: int) -> np.ndarray:
-  """1-D blending weights of a tile covering ``[start, start + size)`` of ``length``.
-
-  Edges on the image boundary keep weight 1 (the tile sees the same border as the whole
-  image); edges shared with a neighbour get ``margin`` zeros then a linear ramp of
-  ``ramp`` pixels.
-
-  Args:
-    size: tile length.
-    start: tile start.
-    length: padded image length.
-    margin: zero-weight pixels at each inner edge.
-    ramp: ramp length after the margin.
-
-  Returns:
-    float32 weights of shape ``(size,)``.
-  """
-  d = np.arange(size, dtype=np.float32)
-  rise = np.clip((d - margin + 1) / (ramp + 1), 0.0, 1.0)
-  w = np.ones(size, np.float32)
-  if start > 0:
-    w = np.minimum(w, rise)
-  if start + size < length:
-    w = np.minimum(w, rise[::-1])
-  return w
 
 
 @functools.lru_cache(maxsize=None)
@@ -173,10 +125,13 @@ class Derainer:
     params: the parameters (on the default device).
     step: training step of the parameters (None when loaded from a bare file).
     checkpoint: what was loaded ('latest', 'best', a step, or the file path).
-    tile_size: tile side in pixels (multiple of 4); 0 disables tiling.
-    tile_overlap: minimum overlap of neighbouring tiles (multiple of 4).
-    tile_margin: pixels at each inner tile edge that get zero weight.
+    tile_size: tile side in pixels (multiple of 4); 0 disables tiling. With exact
+      tiling, the output tile: each stage's window adds its margin
+      (``tiling.stage_margins``).
+    tile_overlap: 'approx' tiling: minimum overlap of neighbouring tiles (multiple of 4).
+    tile_margin: 'approx' tiling: pixels at each inner tile edge that get zero weight.
     max_untiled_pixels: images with more pixels than this are tiled.
+    tiling: 'exact' (equal to the whole-image pass) or 'approx' (blended tiles).
     self_ensemble: default self-ensemble of :meth:`derain`: 'none', 'flips' or 'x8'.
     backend: the backend in use, 'jax' or 'onnxruntime' (see :mod:`mh2f_jax.backends`).
   """
@@ -186,6 +141,7 @@ class Derainer:
                tile_overlap: int = DEFAULT_TILE_OVERLAP,
                tile_margin: int = DEFAULT_TILE_MARGIN,
                max_untiled_pixels: int = DEFAULT_MAX_UNTILED_PIXELS,
+               tiling: str = DEFAULT_TILING,
                self_ensemble: bool | str | None = False,
                step: int | None = None, checkpoint: Any = None, backend: str = 'jax'):
     """Wraps a model and its parameters.
@@ -197,6 +153,7 @@ class Derainer:
       tile_overlap: see the class attributes.
       tile_margin: see the class attributes.
       max_untiled_pixels: see the class attributes.
+      tiling: see the class attributes.
       self_ensemble: True or 'flips', 'x8', or False / None / 'none'.
       step: training step, for reports.
       checkpoint: description of the source, for reports.
@@ -216,7 +173,7 @@ class Derainer:
     self.step = step
     self.checkpoint = checkpoint
     self.self_ensemble = self._ensemble(self_ensemble)
-    self.set_tiling(tile_size, tile_overlap, tile_margin, max_untiled_pixels)
+    self.set_tiling(tile_size, tile_overlap, tile_margin, max_untiled_pixels, tiling)
     self._forward = forward_fn(model)
     # The one place the forward function is chosen: whole images and tiles both go
     # through ``self.forward`` (see _run).
@@ -225,13 +182,18 @@ class Derainer:
   def set_tiling(self, tile_size: int = DEFAULT_TILE_SIZE,
                  tile_overlap: int = DEFAULT_TILE_OVERLAP,
                  tile_margin: int = DEFAULT_TILE_MARGIN,
-                 max_untiled_pixels: int = DEFAULT_MAX_UNTILED_PIXELS) -> None:
+                 max_untiled_pixels: int = DEFAULT_MAX_UNTILED_PIXELS,
+                 tiling: str = DEFAULT_TILING) -> None:
     """Changes the tiling settings (see the class attributes).
 
     Raises:
       errors.UserError: for a tile size or overlap that is not a multiple of 4, an
-        overlap not in ``[2 * margin, tile_size)``, or negative values.
+        overlap not in ``[2 * margin, tile_size)`` with 'approx' tiling, negative values,
+        or an unknown ``tiling``.
     """
+    if tiling not in TILING_CHOICES:
+      raise _SettingError(f'tiling must be one of {", ".join(map(repr, TILING_CHOICES))}, '
+                          f'got {tiling!r}')
     for name, value in (('tile_size', tile_size), ('tile_overlap', tile_overlap),
                         ('tile_margin', tile_margin),
                         ('max_untiled_pixels', max_untiled_pixels)):
@@ -242,7 +204,7 @@ class Derainer:
         raise _SettingError(
             f'tile size and overlap must be multiples of {_ALIGN} (the network pools '
             f'twice by 2), got tile {tile_size}, overlap {tile_overlap}')
-      if not 2 * tile_margin <= tile_overlap < tile_size:
+      if tiling == 'approx' and not 2 * tile_margin <= tile_overlap < tile_size:
         raise _SettingError(
             f'tile overlap must be at least 2 * margin ({2 * tile_margin}) and below the '
             f'tile size ({tile_size}), got {tile_overlap}')
@@ -250,6 +212,7 @@ class Derainer:
     self.tile_overlap = int(tile_overlap)
     self.tile_margin = int(tile_margin)
     self.max_untiled_pixels = int(max_untiled_pixels)
+    self.tiling = tiling
 
   # ----------------------------------------------------------------- construction
 
@@ -353,25 +316,11 @@ class Derainer:
     return self.forward(batch)
 
   def _run_tiled(self, image: np.ndarray) -> np.ndarray:
-    """Raw output for one float32 (H, W, 3) image, tile by tile with blending."""
-    height, width, _ = image.shape
-    ph, pw = _align_up(height), _align_up(width)
-    # Same bottom/right edge padding as the network applies to the whole image, so the
-    # tiles' pooling grid matches the whole image's.
-    padded = np.pad(image, ((0, ph - height), (0, pw - width), (0, 0)), mode='edge')
-    th, tw = min(self.tile_size, ph), min(self.tile_size, pw)
-    ramp = self.tile_overlap - 2 * self.tile_margin
-    out = np.zeros((ph, pw, 3), np.float32)
-    total = np.zeros((ph, pw, 1), np.float32)
-    for y0 in tile_starts(ph, self.tile_size, self.tile_overlap):
-      wy = blend_profile(th, y0, ph, self.tile_margin, ramp)
-      for x0 in tile_starts(pw, self.tile_size, self.tile_overlap):
-        wx = blend_profile(tw, x0, pw, self.tile_margin, ramp)
-        weight = (wy[:, None] * wx[None, :])[..., None]
-        tile = padded[y0:y0 + th, x0:x0 + tw]
-        out[y0:y0 + th, x0:x0 + tw] += weight * self._run(tile[None])[0]
-        total[y0:y0 + th, x0:x0 + tw] += weight
-    return (out / total)[:height, :width]
+    """Raw output for one float32 (H, W, 3) image, tile by tile."""
+    if self.tiling == 'exact':
+      return tiling_lib.run_exact(self.model, self.params, image, self.tile_size)
+    return tiling_lib.run_blended(self._run, image, self.tile_size, self.tile_overlap,
+                                  self.tile_margin)
 
   def _raw_single(self, image: np.ndarray) -> np.ndarray:
     height, width, _ = image.shape

@@ -168,3 +168,34 @@ def test_user_errors_are_one_line(run, photos, tmp_path, capsys):
                f'--output={photos}')
   assert 'refusing to overwrite' in msg
   assert _digests(photos) == before
+
+
+def test_compare_writes_side_by_side_and_never_replaces(run, photos, tmp_path, capsys):
+  out = tmp_path / 'out'
+  args = (f'--workdir={run.workdir}', f'--input={photos}', f'--output={out}', '--compare')
+  status, captured = _main(capsys, *args)
+  assert status == 1 and 'derained 5 of 6' in captured.out  # bad.png, as without --compare
+  names = ['g16', 'gray', 'one', 'photo', 'rgba']
+  assert sorted(os.listdir(out / 'compare')) == [f'{n}.png' for n in names]
+  d = inference.Derainer.from_workdir(run.workdir, 'latest')
+  with Image.open(photos / 'rgba.png') as src, Image.open(out / 'compare' / 'rgba.png') as cmp:
+    rgb = np.asarray(src)[..., :3]
+    got = np.asarray(cmp)
+  # input | 8-pixel white gap | derained, 8-bit RGB.
+  assert got.shape == (H, 2 * W + 8, 3)
+  np.testing.assert_array_equal(got[:, :W], rgb)
+  assert (got[:, W:W + 8] == 255).all()
+  np.testing.assert_array_equal(got[:, W + 8:], d.derain(rgb))
+  with Image.open(out / 'compare' / 'g16.png') as cmp:  # 16-bit input: shown in 8 bits
+    assert cmp.mode == 'RGB' and cmp.size == (2 * W + 8, H)
+
+  # A second run keeps the first comparisons and writes new ones beside them.
+  before = _digests(out / 'compare')
+  status, captured = _main(capsys, *args)
+  assert status == 1
+  after = _digests(out / 'compare')
+  assert sorted(after) == sorted([f'{n}.png' for n in names] + [f'{n}-2.png' for n in names])
+  assert all(after[name] == digest for name, digest in before.items())
+  assert after['rgba-2.png'] == before['rgba.png']  # same input, same model
+  assert f'{out / "compare" / "rgba-2.png"}' in captured.out
+  assert not [p for p in os.listdir(out / 'compare') if p.startswith('.')]  # no temp files

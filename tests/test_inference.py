@@ -171,58 +171,22 @@ def _photo(height, width, seed=0):
 
 
 # ----------------------------------------------------------------------------- tiling
-
-
-@pytest.mark.parametrize('length', [4, 8, 160, 164, 200, 320, 324, 1000])
-def test_tile_plan_covers_with_aligned_tiles(length):
-  tile, overlap, margin = 160, 128, 40
-  size = min(tile, length)
-  starts = inference.tile_starts(length, tile, overlap)
-  assert starts[0] == 0 and starts[-1] + size == length
-  assert all(s % 4 == 0 for s in starts)
-  assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
-  total = np.zeros(length)
-  for s in starts:
-    w = inference.blend_profile(size, s, length, margin, overlap - 2 * margin)
-    # Pixels within the margin of an edge shared with another tile get no weight.
-    if s > 0:
-      assert not w[:margin].any()
-    if s + size < length:
-      assert not w[-margin:].any()
-    total[s:s + size] += w
-  assert (total > 0).all()
-
-
-def test_tiled_equals_whole_image_for_a_local_model():
-  # distill='concat' has no global operation, so every output pixel depends only on a
-  # window of the input: its radius is 63 pixels for this model (the support of the
-  # input gradient). A tile margin of 72 covers it, so tiling must change nothing.
-  model, params = _tiny_model_and_params('concat')
-  image = np.random.default_rng(0).random((150, 203, 3)).astype(np.float32)
-  whole = inference.Derainer(model, params, tile_size=0)
-  tiled = inference.Derainer(model, params, tile_size=160, tile_overlap=144, tile_margin=72,
-                             max_untiled_pixels=0)
-  assert tiled.will_tile(150, 203) and not whole.will_tile(150, 203)
-  assert len(inference.tile_starts(152, 160, 144)) * len(
-      inference.tile_starts(204, 160, 144)) > 1
-  expected = whole.derain_raw(image[None])
-  got = tiled.derain_raw(image[None])
-  assert got.shape == expected.shape == (1, 150, 203, 3)
-  np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
-  # The comparison has teeth: a margin smaller than the receptive field is not exact.
-  tiled.set_tiling(160, 144, 8, 0)
-  assert np.abs(tiled.derain_raw(image[None]) - expected).max() > 1e-4
+# (The tiled executors themselves are tested in test_tiling.py.)
 
 
 def test_tiling_settings_are_validated(hadb_derainer):
   for kwargs in ({'tile_size': 130}, {'tile_size': 128, 'tile_overlap': 30},
-                 {'tile_size': 128, 'tile_overlap': 128},
-                 {'tile_size': 128, 'tile_overlap': 16, 'tile_margin': 12},
-                 {'tile_size': -4}):
-    with pytest.raises(ValueError, match='tile'):
+                 {'tile_size': 128, 'tile_overlap': 128, 'tiling': 'approx'},
+                 {'tile_size': 128, 'tile_overlap': 16, 'tile_margin': 12,
+                  'tiling': 'approx'},
+                 {'tile_size': -4}, {'tiling': 'fast'}):
+    with pytest.raises(ValueError, match='tile|tiling'):
       hadb_derainer.set_tiling(**kwargs)
   with pytest.raises(errors.UserError):
     hadb_derainer.set_tiling(tile_size=130)
+  # Overlap and margin only matter to blended tiling.
+  hadb_derainer.set_tiling(tile_size=16)
+  assert hadb_derainer.tiling == 'exact' and hadb_derainer.tile_size == 16
   hadb_derainer.set_tiling()
 
 
