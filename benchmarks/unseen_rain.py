@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                       help='also score the x8 ensemble (8 more passes per image)')
   args = parser.parse_args(argv)
 
+  from mh2f_jax import files
   from mh2f_jax import inference
   derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint)
   sets = {OWN_SET: own_test_split(args.workdir),
@@ -272,10 +273,10 @@ def main(argv: list[str] | None = None) -> int:
   print(f'{args.workdir}, step {derainer.step}; PSNR-Y (dB, protocol B)')
   print(markdown(table))
   if args.figure:
-    inference.write_atomic(args.figure, figure_png(
+    files.write_atomic(args.figure, figure_png(
         derainer, {k: v for k, v in sets.items() if k in STYLES}))
   if args.json:
-    inference.write_atomic(args.json, json.dumps(
+    files.write_atomic(args.json, json.dumps(
         {'step': derainer.step, 'rows': rows, 'table': table}, indent=1).encode())
   failures = check(table, args.min_gain)
   for failure in failures:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from mh2f_jax import errors
+from mh2f_jax import files
 
 FORMATS = ('onnx', 'jax')
 # Max abs difference allowed between the exported model and the JAX forward pass.
@@ -70,13 +71,12 @@ def write_new(path: str, data: bytes, overwrite: bool) -> None:
   Raises:
     errors.UserError: the file exists and ``overwrite`` is False.
   """
-  from mh2f_jax import inference  # pylint: disable=import-outside-toplevel
   if overwrite:
-    inference.write_atomic(path, data)
+    files.write_atomic(path, data)
     return
   folder = os.path.dirname(os.path.abspath(path))
   tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.new')
-  inference.write_atomic(tmp, data)
+  files.write_atomic(tmp, data)
   try:
     # link() fails if the name exists: no window in which another file could be replaced.
     os.link(tmp, path)

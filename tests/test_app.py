@@ -174,7 +174,7 @@ def test_page_derains_like_the_cli(run, photo, tmp_path):
   finally:
     driver.quit()
   from mh2f_jax import derain  # The command, run in this process.
-  assert derain.main([f'--workdir={run.workdir}', f'--input={photo}',
+  assert derain.run([f'--workdir={run.workdir}', f'--input={photo}',
                       f'--output={tmp_path / "cli"}']) == 0
   expected = tmp_path / 'cli' / 'rainy street.png'
   np.testing.assert_array_equal(np.asarray(Image.open(downloaded)),
