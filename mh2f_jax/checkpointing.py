@@ -27,17 +27,21 @@ laptop CPU.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import tempfile
 from typing import Any
 
 from etils import epath
+import grain
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mh2f_jax import files
 from mh2f_jax.errors import UserError
+
+_log = logging.getLogger(__name__)
 
 CONFIG_FILE = 'config.json'
 BEST_FILE = 'best.json'
@@ -48,27 +52,6 @@ STATE_ITEM = 'state'
 DATA_ITEM = 'data'
 PARAMS_ITEM = 'params'
 METRICS_ITEM = 'metrics'
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes ``obj`` as indented JSON to ``path`` atomically (temp file + ``os.replace``).
-
-  Args:
-    path: destination file.
-    obj: JSON-serialisable object.
-  """
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
-  try:
-    with os.fdopen(fd, 'w') as f:
-      json.dump(obj, f, indent=2, sort_keys=True)
-      f.write('\n')
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def _check_workdir(workdir: str) -> str:
@@ -89,7 +72,7 @@ def save_config(workdir: str, config: ml_collections.ConfigDict | dict) -> None:
     config: the resolved config.
   """
   data = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
-  write_json_atomic(os.path.join(workdir, CONFIG_FILE), data)
+  files.write_json_atomic(os.path.join(workdir, CONFIG_FILE), data)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -151,6 +134,45 @@ def create_train_manager(workdir: str, *, max_to_keep: int | None,
                                item_names=(STATE_ITEM, DATA_ITEM), options=options)
 
 
+def save_train_state(manager: ocp.CheckpointManager, step: int, state: Any,
+                     data_iter: Any) -> None:
+  """Saves the training state and the data iterator as checkpoint ``step``.
+
+  Must be called on every process (Orbax saves collectively). The write continues in
+  the background on an async manager; ``manager.wait_until_finished()`` waits for it.
+
+  Args:
+    manager: from :func:`create_train_manager`.
+    step: the state's step (the checkpoint's name).
+    state: the ``TrainState``.
+    data_iter: the Grain iterator whose position is saved with the state.
+  """
+  manager.save(int(step), args=ocp.args.Composite(**{
+      STATE_ITEM: ocp.args.StandardSave(state),
+      DATA_ITEM: grain.checkpoint.CheckpointSave(data_iter)}), force=True)
+
+
+def restore_train_state(manager: ocp.CheckpointManager, abstract_state: Any,
+                        data_iter: Any) -> Any | None:
+  """Restores the newest training checkpoint, or returns None when there is none.
+
+  Args:
+    manager: from :func:`create_train_manager`.
+    abstract_state: the state's shapes, dtypes and shardings (restored onto those).
+    data_iter: the Grain iterator, moved to the saved position in place.
+
+  Returns:
+    The restored state, or None.
+  """
+  latest = manager.latest_step()
+  if latest is None:
+    return None
+  restored = manager.restore(latest, args=ocp.args.Composite(**{
+      STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+      DATA_ITEM: grain.checkpoint.CheckpointRestore(data_iter)}))
+  return restored[STATE_ITEM]
+
+
 def create_best_manager(workdir: str) -> ocp.CheckpointManager:
   """Returns the manager of ``WORKDIR/best``: one params-only checkpoint, written in sync.
 
@@ -186,7 +208,7 @@ def save_best(manager: ocp.CheckpointManager, workdir: str, step: int, params: A
       METRICS_ITEM: ocp.args.JsonSave(record)}), force=True)
   manager.wait_until_finished()
   if jax.process_index() == 0:
-    write_json_atomic(os.path.join(workdir, BEST_FILE), record)
+    files.write_json_atomic(os.path.join(workdir, BEST_FILE), record)
   return record
 
 
@@ -305,3 +327,56 @@ def restore_params(workdir: str, checkpoint: str | int = 'latest') -> tuple[Any,
     item_dir = os.path.join(path, BEST_DIR, str(step), PARAMS_ITEM)
     params = _restore_params_numpy(item_dir, None)
   return params, int(step)
+
+
+def resolve_checkpoint(workdir: str, checkpoint: Any, *, fallback: bool) -> str | int:
+  """Parses a checkpoint selector and maps 'best' to 'latest' where there is no best.
+
+  Args:
+    workdir: an existing training workdir.
+    checkpoint: 'latest', 'best', an int step or a string of digits.
+    fallback: whether a missing best checkpoint (no validation was recorded) falls back
+      to 'latest' with a logged warning instead of an error.
+
+  Returns:
+    The selector to pass to :func:`restore_params`.
+
+  Raises:
+    UserError: a malformed selector, or 'best' without a best checkpoint and
+      ``fallback`` False.
+  """
+  checkpoint = parse_checkpoint(checkpoint)
+  if checkpoint != 'best' or best_steps(workdir):
+    return checkpoint
+  if not checkpoint_steps(workdir):
+    return 'latest'  # No checkpoints at all: the loader's message says exactly that.
+  if not fallback:
+    raise UserError(f'{workdir} has no best checkpoint (no validation was recorded); '
+                    'use --checkpoint=latest or a step number')
+  _log.warning('%s has no best checkpoint (no validation was recorded): using the '
+               'latest checkpoint instead', workdir)
+  return 'latest'
+
+
+def load_workdir(workdir: str, checkpoint: Any = 'best', *, fallback: bool = True
+                 ) -> tuple[ml_collections.ConfigDict, Any, int]:
+  """Loads what evaluation and inference need from a training workdir.
+
+  Args:
+    workdir: the training run's directory.
+    checkpoint: 'best', 'latest' or a step (see :func:`resolve_checkpoint`).
+    fallback: 'best' falls back to 'latest' when no validation was recorded.
+
+  Returns:
+    ``(config, params, step)``: the run's config, and the parameters as NumPy arrays
+    and their step.
+
+  Raises:
+    UserError: see :func:`load_config`, :func:`resolve_checkpoint` and
+      :func:`restore_params`.
+  """
+  workdir = os.fspath(workdir)
+  config = load_config(workdir)
+  selector = resolve_checkpoint(workdir, checkpoint, fallback=fallback)
+  params, step = restore_params(workdir, selector)
+  return config, params, step

@@ -28,18 +28,20 @@ Exit status: 0 when every image was derained, 1 when some files failed, 2 for a 
 error (missing workdir or checkpoints, no images, unsafe output) with a one-line message.
 """
 
-import argparse
+from collections.abc import Sequence
 import dataclasses
 import io
-import logging
 import os
 import sys
-from collections.abc import Sequence
 from typing import Any
 
+from absl import flags
+from absl import logging as absl_logging
 import numpy as np
 
+from mh2f_jax import cli
 from mh2f_jax import errors
+from mh2f_jax import files
 
 # ITU-R 601-2 luma, the weights Pillow uses for RGB -> L.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -60,27 +62,6 @@ class LoadedImage:
   pixels: np.ndarray
   alpha: np.ndarray | None = None
   icc_profile: bytes | None = None
-
-
-def list_images(folder: str) -> list[str]:
-  """Image files directly inside ``folder``, sorted (hidden files skipped).
-
-  Args:
-    folder: a directory.
-
-  Returns:
-    Paths of the files whose extension Pillow reads.
-  """
-  from PIL import Image
-  extensions = {e.lower() for e in Image.registered_extensions()}
-  found = []
-  with os.scandir(folder) as it:
-    for entry in it:
-      if entry.name.startswith('.') or not entry.is_file():
-        continue
-      if os.path.splitext(entry.name)[1].lower() in extensions:
-        found.append(entry.path)
-  return sorted(found)
 
 
 def read_image(path: str) -> LoadedImage:
@@ -219,7 +200,7 @@ def plan_outputs(input_path: str, output_dir: str) -> list[tuple[str, str]]:
       raise errors.UserError(
           f'--output {output_dir} is the input folder: choose another folder so that no '
           f'input is overwritten')
-    inputs = list_images(input_path)
+    inputs = files.list_images(input_path)
     if not inputs:
       raise errors.UserError(f'no images in {input_path} (looked for files with an '
                              f'extension Pillow reads, e.g. .png, .jpg, .tif)')
@@ -243,47 +224,47 @@ def plan_outputs(input_path: str, output_dir: str) -> list[tuple[str, str]]:
   return plan
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      prog='python -m mh2f_jax.derain',
-      description='Derain photos with a trained MH2F-Net (see docs/evaluation.md).')
-  parser.add_argument('--workdir', required=True,
-                      help='training workdir (config.json and checkpoints/)')
-  parser.add_argument('--input', required=True, help='an image file or a folder of images')
-  parser.add_argument('--output', required=True, help='output folder (created if missing)')
-  parser.add_argument('--checkpoint', default='best',
-                      help="'best' (default; 'latest' when no validation was recorded), "
-                           "'latest' or a step number")
-  parser.add_argument('--tile', type=int, default=None,
-                      help='tile size for images above 1 megapixel (multiple of 4, '
-                           'default 512); 0 never tiles')
-  parser.add_argument('--overlap', type=int, default=None,
-                      help='tile overlap in pixels (multiple of 4, default 64)')
-  parser.add_argument('--self_ensemble', action='store_true',
-                      help='x8 self-ensemble (flips and rotations averaged; 8x slower)')
-  parser.add_argument('--backend', default='auto', choices=('auto', 'jax', 'onnxruntime'),
-                      help="'auto' (default): ONNX Runtime on CPU when installed (faster), "
-                           "else JAX; 'jax'; 'onnxruntime' (see docs/export.md)")
-  return parser.parse_args(argv)
+def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
+  """Defines the derain flags on ``values``."""
+  del argv  # No config overrides.
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json and checkpoints/).',
+                      flag_values=values, required=True)
+  flags.DEFINE_string('input', None, 'An image file or a folder of images.',
+                      flag_values=values, required=True)
+  flags.DEFINE_string('output', None, 'Output folder (created if missing).',
+                      flag_values=values, required=True)
+  flags.DEFINE_string('checkpoint', 'best', "'best' (default; 'latest' when no validation "
+                      "was recorded), 'latest' or a step number.", flag_values=values)
+  flags.DEFINE_integer('tile', None, 'Tile size for images above 1 megapixel (multiple of '
+                       '4, default 512); 0 never tiles.', flag_values=values)
+  flags.DEFINE_integer('overlap', None, 'Tile overlap in pixels (multiple of 4, default '
+                       '64).', flag_values=values)
+  flags.DEFINE_bool('self_ensemble', False, 'x8 self-ensemble (flips and rotations '
+                    'averaged; 8x slower).', flag_values=values)
+  flags.DEFINE_enum('backend', 'auto', ['auto', 'jax', 'onnxruntime'],
+                    "'auto': ONNX Runtime on CPU when installed (faster), else JAX; 'jax'; "
+                    "'onnxruntime' (see docs/export.md).", flag_values=values)
 
 
-def run(args: argparse.Namespace) -> int:
-  """Derains every input; returns the exit status (0, or 1 if some files failed).
+def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
+  """Derains every input the flags name; returns the exit status (0, or 1 if some failed).
 
   Raises:
     errors.UserError: see :func:`plan_outputs` and ``Derainer.from_workdir``.
   """
-  from mh2f_jax import inference
-  plan = plan_outputs(args.input, args.output)
+  if positional:
+    raise errors.UserError(f'unexpected arguments: {" ".join(positional)}')
+  from mh2f_jax import inference  # pylint: disable=g-import-not-at-top  (keeps --help fast)
+  plan = plan_outputs(values.input, values.output)
   tiling = {}
-  if args.tile is not None:
-    tiling['tile_size'] = args.tile
-  if args.overlap is not None:
-    tiling['tile_overlap'] = args.overlap
-  derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint,
-                                             self_ensemble=args.self_ensemble,
-                                             backend=args.backend, **tiling)
-  print(f'model: {args.workdir} at step {derainer.step} ({derainer.checkpoint}), '
+  if values.tile is not None:
+    tiling['tile_size'] = values.tile
+  if values.overlap is not None:
+    tiling['tile_overlap'] = values.overlap
+  derainer = inference.Derainer.from_workdir(values.workdir, values.checkpoint,
+                                             self_ensemble=values.self_ensemble,
+                                             backend=values.backend, **tiling)
+  print(f'model: {values.workdir} at step {derainer.step} ({derainer.checkpoint}), '
         f'backend {derainer.backend}')
   failed = 0
   for path, out_stem in plan:
@@ -297,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
     derained = derainer.derain(loaded.pixels)
     out_path = out_stem + output_extension(loaded.kind)
     try:
-      inference.write_atomic(out_path, encode_output(loaded, derained))
+      files.write_atomic(out_path, encode_output(loaded, derained))
     except OSError as e:
       print(f'error: cannot write {out_path}: {e}', file=sys.stderr)
       failed += 1
@@ -306,14 +287,14 @@ def run(args: argparse.Namespace) -> int:
     tiled = ', tiled' if derainer.will_tile(height, width) else ''
     print(f'{path} -> {out_path} ({width}x{height}, {loaded.kind}{tiled})')
   done = len(plan) - failed
-  print(f'derained {done} of {len(plan)} image(s) into {args.output}')
+  print(f'derained {done} of {len(plan)} image(s) into {values.output}')
   if failed:
     print(f'error: {failed} file(s) could not be derained (see above)', file=sys.stderr)
   return 1 if failed else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  """CLI entry point; returns the exit status.
+def run(argv: Sequence[str] | None = None) -> int:
+  """The ``derain`` command; returns the exit status.
 
   Args:
     argv: arguments without the program name; None reads ``sys.argv``.
@@ -321,29 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   Returns:
     0 on success, 1 if some files failed, 2 for a usage error.
   """
-  args = _parse_args(argv)
-  # Orbax reports routine restore details as absl warnings; this tool's output stays
-  # to the point (errors are still shown).
-  from absl import logging as absl_logging
-  verbosity = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.ERROR)
-  # The library logs notes (e.g. 'best' falling back to 'latest') as warnings.
-  handler = logging.StreamHandler(sys.stderr)
-  handler.setFormatter(logging.Formatter('note: %(message)s'))
-  logger = logging.getLogger('mh2f_jax')
-  logger.addHandler(handler)
-  # Shown once, by this handler, whatever handlers other libraries put on the root.
-  propagate, logger.propagate = logger.propagate, False
-  try:
-    return run(args)
-  except errors.UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  finally:
-    logger.removeHandler(handler)
-    logger.propagate = propagate
-    absl_logging.set_verbosity(verbosity)
+  # Orbax reports routine restore details as absl warnings: only errors are shown.
+  return cli.run(derain_files, define_flags, argv, prog='python -m mh2f_jax.derain',
+                 doc=__doc__, log_level=absl_logging.ERROR)
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_with(run())

@@ -36,10 +36,11 @@ from tqdm import tqdm
 
 from mh2f_jax import errors
 from mh2f_jax import figures
+from mh2f_jax import files
 from mh2f_jax import inference
+from mh2f_jax import metrics
 from mh2f_jax import paper
 
-PROTOCOLS = ('B', 'A')
 PER_IMAGE_FIELDS = ('name', 'psnr_y', 'ssim_y', 'psnr_rgb', 'ssim_rgb', 'input_psnr_y',
                     'input_ssim_y', 'input_psnr_rgb', 'input_ssim_rgb')
 _METRIC_KEYS = ('psnr_y', 'ssim_y', 'psnr_rgb', 'ssim_rgb')
@@ -80,14 +81,6 @@ def eval_dir_name(dataset: str, split: str, step: int, *, protocol: str = 'B',
   if num_images is not None:
     name += f'-first{num_images}'
   return name
-
-
-def _decode(name: Any) -> str:
-  if isinstance(name, bytes):
-    return name.decode('utf-8', 'replace')
-  if isinstance(name, np.ndarray):
-    return _decode(name.item())
-  return str(name)
 
 
 def _image_path(images_dir: str, name: str, used: set[str]) -> str:
@@ -185,8 +178,47 @@ def summary_json(summary: dict[str, Any]) -> str:
   JSON has no infinity; an identical derained image gives PSNR = inf (and so an infinite
   mean), which is written as the string "inf" (``float("inf")`` parses it back).
   """
-  from mh2f_jax import metrics
   return json.dumps(metrics.json_safe(summary), indent=2, allow_nan=False) + '\n'
+
+
+def _score_images(derainer: inference.Derainer, source: Any, total: int, protocol: str, *,
+                  images_dir: str | None, figure_path: str, title: str, progress: bool
+                  ) -> tuple[list[dict[str, Any]], set[tuple[int, ...]], int]:
+  """Derains and scores the first ``total`` test images; draws the first one's figure.
+
+  Returns:
+    ``(rows, shapes, num_tiled)``: one metrics row per image, the distinct image shapes,
+    and how many images were derained in tiles.
+
+  Raises:
+    errors.UserError: a pair whose images differ in size, or images too small to score.
+  """
+  from mh2f_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  rows, shapes, used_names, num_tiled = [], set(), set(), 0
+  iterator = input_pipeline.create_eval_iterator(source, num_images=total)
+  for i, example in enumerate(tqdm(iterator, total=total, desc=f'eval {title}', unit='img',
+                                   disable=not progress)):
+    name = files.decode_name(example['name'])
+    rainy, clean = np.asarray(example['rainy']), np.asarray(example['clean'])
+    if rainy.shape != clean.shape:
+      raise errors.UserError(f'test image {name}: rainy {rainy.shape} and clean '
+                             f'{clean.shape} differ in size')
+    shapes.add(rainy.shape)
+    num_tiled += derainer.will_tile(*rainy.shape[:2])
+    derained = derainer.derain(rainy)  # uint8 via metrics.to_uint8
+    try:
+      scores = metrics.evaluate_pair(derained, clean, protocol)
+      input_scores = metrics.evaluate_pair(rainy, clean, protocol)
+    except ValueError as e:
+      raise errors.UserError(f'test image {name}: {e}') from None
+    rows.append({'name': name, **scores,
+                 **{f'input_{k}': v for k, v in input_scores.items()}})
+    if images_dir is not None:
+      files.write_atomic(_image_path(images_dir, name, used_names), files.encode_png(derained))
+    if i == 0:
+      figures.save_comparison(figure_path, rainy, derained, clean,
+                              title=f'{title}: {name} (step {derainer.step})')
+  return rows, shapes, num_tiled
 
 
 def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
@@ -215,20 +247,19 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
     errors.UserError: missing workdir/config/checkpoint, an unknown protocol or split,
       a test pair whose images differ in size, an empty split.
   """
-  from mh2f_jax import checkpointing
-  from mh2f_jax import datasets
-  from mh2f_jax import input_pipeline
-  from mh2f_jax import metrics
+  from mh2f_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
 
   protocol = str(protocol).upper()
-  if protocol not in PROTOCOLS:
-    raise errors.UserError(f'protocol must be one of {", ".join(PROTOCOLS)}, got {protocol!r}')
+  if protocol not in metrics.PROTOCOLS:
+    raise errors.UserError(f'protocol must be one of {", ".join(metrics.PROTOCOLS)}, '
+                           f'got {protocol!r}')
   if num_images is not None and num_images < 1:
     raise errors.UserError(f'num_images must be >= 1 or None, got {num_images}')
-  config = checkpointing.load_config(workdir)
-  derainer = inference.Derainer.from_workdir(workdir, checkpoint, fallback_to_latest=False,
-                                             self_ensemble=self_ensemble)
-  step = derainer.step
+  config, params, step = checkpointing.load_workdir(workdir, checkpoint, fallback=False)
+  derainer = inference.Derainer.from_params(config.model, params, step=step,
+                                            checkpoint=checkpoint,
+                                            self_ensemble=self_ensemble)
   dataset = config.data.dataset
   data_dir = data_dir if data_dir is not None else config.data.get('data_dir')
   manual_dir = config.data.get('manual_dir')
@@ -243,35 +274,11 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
   images_dir = os.path.join(out_dir, 'images') if save_images else None
   os.makedirs(out_dir, exist_ok=True)
 
-  rows, shapes, used_names = [], set(), set()
-  num_tiled = 0
   figure_path = os.path.join(out_dir, 'figure.png')
   start = time.time()
-  iterator = input_pipeline.create_eval_iterator(source, num_images=total)
-  for i, example in enumerate(tqdm(iterator, total=total, desc=f'eval {dataset}/{split}',
-                                   unit='img', disable=not progress)):
-    name = _decode(example['name'])
-    rainy, clean = np.asarray(example['rainy']), np.asarray(example['clean'])
-    if rainy.shape != clean.shape:
-      raise errors.UserError(f'test image {name}: rainy {rainy.shape} and clean '
-                             f'{clean.shape} differ in size')
-    shapes.add(rainy.shape)
-    num_tiled += derainer.will_tile(*rainy.shape[:2])
-    derained = derainer.derain(rainy)  # uint8 via metrics.to_uint8
-    try:
-      scores = metrics.evaluate_pair(derained, clean, protocol)
-      input_scores = metrics.evaluate_pair(rainy, clean, protocol)
-    except ValueError as e:
-      raise errors.UserError(f'test image {name}: {e}') from None
-    row = {'name': name, **scores, **{f'input_{k}': v for k, v in input_scores.items()}}
-    rows.append(row)
-    if save_images:
-      inference.write_atomic(_image_path(images_dir, name, used_names),
-                             inference.encode_png(derained))
-    if i == 0:
-      figures.save_comparison(
-          figure_path, rainy, derained, clean,
-          title=f'{dataset} {split}: {name} (step {step})')
+  rows, shapes, num_tiled = _score_images(
+      derainer, source, total, protocol, images_dir=images_dir, figure_path=figure_path,
+      title=f'{dataset} {split}', progress=progress)
   seconds = time.time() - start
 
   means = metrics.mean_metrics({k: row[k] for k in PER_IMAGE_FIELDS[1:]} for row in rows)
@@ -288,18 +295,24 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
       'num_distinct_sizes': len(shapes),
       'seconds': round(seconds, 2),
   }
+  return {**summary, **_write_report(out_dir, rows, summary, images_dir)}
+
+
+def _write_report(out_dir: str, rows: list[dict[str, Any]], summary: dict[str, Any],
+                  images_dir: str | None) -> dict[str, Any]:
+  """Writes per_image.csv, summary.json and results.md; returns every output's path."""
   paths = {
       'eval_dir': out_dir,
       'per_image_csv': os.path.join(out_dir, 'per_image.csv'),
       'summary_json': os.path.join(out_dir, 'summary.json'),
       'results_md': os.path.join(out_dir, 'results.md'),
-      'figure': figure_path,
+      'figure': os.path.join(out_dir, 'figure.png'),
       'images_dir': images_dir,
   }
-  inference.write_atomic(paths['per_image_csv'], _per_image_csv(rows).encode())
-  inference.write_atomic(paths['summary_json'], summary_json(summary).encode())
-  inference.write_atomic(paths['results_md'], _results_markdown(summary).encode())
-  return {**summary, **paths}
+  files.write_atomic(paths['per_image_csv'], _per_image_csv(rows).encode())
+  files.write_atomic(paths['summary_json'], summary_json(summary).encode())
+  files.write_atomic(paths['results_md'], _results_markdown(summary).encode())
+  return paths
 
 
 def format_summary(result: dict[str, Any]) -> str:

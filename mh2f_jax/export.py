@@ -70,13 +70,13 @@ def write_new(path: str, data: bytes, overwrite: bool) -> None:
   Raises:
     errors.UserError: the file exists and ``overwrite`` is False.
   """
-  from mh2f_jax import inference  # pylint: disable=import-outside-toplevel
+  from mh2f_jax import files  # pylint: disable=import-outside-toplevel
   if overwrite:
-    inference.write_atomic(path, data)
+    files.write_atomic(path, data)
     return
   folder = os.path.dirname(os.path.abspath(path))
   tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.new')
-  inference.write_atomic(tmp, data)
+  files.write_atomic(tmp, data)
   try:
     # link() fails if the name exists: no window in which another file could be replaced.
     os.link(tmp, path)

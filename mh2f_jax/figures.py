@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mh2f_jax import inference
+from mh2f_jax import files
 
 # Each panel is drawn between these widths in pixels (at 100 dpi): larger images are
 # shown downscaled, which keeps figures of 4000x3000 photos small.
@@ -105,5 +105,5 @@ def save_comparison(path: str | os.PathLike[str], rainy: Any, derained: Any,
   fig = comparison_figure(rainy, derained, clean, title=title)
   buf = io.BytesIO()
   fig.savefig(buf, format='png')
-  inference.write_atomic(path, buf.getvalue())
+  files.write_atomic(path, buf.getvalue())
   return os.fspath(path)

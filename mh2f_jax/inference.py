@@ -31,11 +31,8 @@ pass the ``model`` block of the workdir's ``config.json`` (or that file's path).
 """
 
 import functools
-import io
 import json
-import logging
 import os
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,9 +43,8 @@ import numpy as np
 
 from mh2f_jax import backends
 from mh2f_jax import errors
+from mh2f_jax import files
 from mh2f_jax import model as model_lib
-
-_log = logging.getLogger(__name__)
 
 # Defaults, chosen for CPU and GPU memory alike: a 512x512 tile of the default model
 # needs well under 1 GiB of activations; a 64-pixel overlap costs ~30 % extra compute.
@@ -59,40 +55,6 @@ DEFAULT_TILE_MARGIN = 16
 DEFAULT_MAX_UNTILED_PIXELS = 1024 * 1024
 # The network pads to this multiple itself; tiles align to it.
 _ALIGN = model_lib.PAD_MULTIPLE
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-  """Writes ``data`` to ``path`` through a temporary file and ``os.replace``.
-
-  A reader never sees a half-written file, and an interrupted write leaves the old file
-  (if any) intact. Parent folders are created.
-
-  Args:
-    path: destination.
-    data: the bytes to write.
-  """
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  # Opened with 'xb' (not mkstemp, which makes the file private) so the result gets the
-  # usual permissions under the user's umask.
-  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
-  try:
-    with open(tmp, 'xb') as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def encode_png(image: np.ndarray) -> bytes:
-  """PNG bytes of a uint8 (H, W, 3) or (H, W) array, or a uint16 (H, W) array (16-bit)."""
-  from PIL import Image  # Lazy: only saving needs Pillow.
-  buf = io.BytesIO()
-  Image.fromarray(np.ascontiguousarray(image)).save(buf, format='PNG')
-  return buf.getvalue()
 
 
 def _align_up(n: int, multiple: int = _ALIGN) -> int:
@@ -199,35 +161,6 @@ def _check_params(model: model_lib.MH2FNet, params: Any, source: str) -> None:
     raise errors.UserError(
         f'the parameters in {source} do not fit the model config '
         f'({"; ".join(parts)}); was the file exported from a different config?')
-
-
-def resolve_checkpoint(workdir: str, checkpoint: Any, *, fallback: bool) -> Any:
-  """Maps 'best' to 'latest' when the workdir has no best checkpoint and ``fallback``.
-
-  Args:
-    workdir: an existing training workdir.
-    checkpoint: 'latest', 'best', an int step or a string of digits.
-    fallback: whether a missing best checkpoint (no validation was recorded) falls back
-      to 'latest' with a logged warning instead of an error.
-
-  Returns:
-    The checkpoint to pass to ``checkpointing.restore_params``.
-
-  Raises:
-    UserError: 'best' without a best checkpoint and ``fallback`` False.
-  """
-  from mh2f_jax import checkpointing
-  if checkpoint != 'best' or checkpointing.best_steps(workdir):
-    return checkpoint
-  if not checkpointing.checkpoint_steps(workdir):
-    return 'latest'  # No checkpoints at all: the loader's message says exactly that.
-  if not fallback:
-    raise errors.UserError(
-        f'{workdir} has no best checkpoint (no validation was recorded); '
-        f'use --checkpoint=latest or a step number')
-  _log.warning('%s has no best checkpoint (no validation was recorded): using the '
-               'latest checkpoint instead', workdir)
-  return 'latest'
 
 
 class Derainer:
@@ -337,15 +270,38 @@ class Derainer:
       errors.UserError: missing workdir or config.json, no checkpoints, unknown step,
         parameters that do not fit the config.
     """
-    from mh2f_jax import checkpointing  # Lazy: keeps optimizer/orbax imports off this path.
+    from mh2f_jax import checkpointing  # Lazy: keeps Orbax off the params-file path.
     workdir = os.fspath(workdir)
-    config = checkpointing.load_config(workdir)
-    model = model_lib.from_config(config.model)
-    checkpoint = checkpointing.parse_checkpoint(checkpoint)
-    checkpoint = resolve_checkpoint(workdir, checkpoint, fallback=fallback_to_latest)
-    params, step = checkpointing.restore_params(workdir, checkpoint)
-    _check_params(model, params, f'{workdir} (step {step})')
-    return cls(model, params, step=int(step), checkpoint=checkpoint, **kwargs)
+    checkpoint = checkpointing.resolve_checkpoint(workdir, checkpoint,
+                                                  fallback=fallback_to_latest)
+    config, params, step = checkpointing.load_workdir(workdir, checkpoint)
+    return cls.from_params(config.model, params, step=step, checkpoint=checkpoint,
+                           source=f'{workdir} (step {step})', **kwargs)
+
+  @classmethod
+  def from_params(cls, model_config: Any, params: Any, *, step: int | None = None,
+                  checkpoint: Any = None, source: str = 'the given parameters',
+                  **kwargs: Any) -> 'Derainer':
+    """Builds the model of a config block and checks that ``params`` fit it.
+
+    Args:
+      model_config: the ``model`` block of a config (dict or ConfigDict).
+      params: its ``params`` pytree.
+      step: training step, for reports.
+      checkpoint: description of the source, for reports.
+      source: how error messages name where the parameters came from.
+      **kwargs: tiling / self-ensemble settings for the constructor.
+
+    Returns:
+      The derainer.
+
+    Raises:
+      errors.UserError: parameters that do not fit the config, or a bad config.
+    """
+    model = model_lib.from_config(model_config)
+    _check_params(model, params, source)
+    return cls(model, params, step=None if step is None else int(step),
+               checkpoint=checkpoint, **kwargs)
 
   @classmethod
   def from_params_file(cls, path: str | os.PathLike[str], model_config: Any,
@@ -380,9 +336,8 @@ class Derainer:
           f'{path} is not a parameters file (expected Flax msgpack)') from None
     if isinstance(params, Mapping) and set(params) == {'params'}:
       params = params['params']
-    model = model_lib.from_config(_resolve_model_config(model_config))
-    _check_params(model, params, path)
-    return cls(model, params, step=None, checkpoint=path, **kwargs)
+    return cls.from_params(_resolve_model_config(model_config), params, checkpoint=path,
+                           source=path, **kwargs)
 
   # -------------------------------------------------------------------- inference
 
@@ -524,12 +479,9 @@ def export_params(workdir: str | os.PathLike[str], path: str | os.PathLike[str],
     p = os.path.realpath(p)
     if target == p or target.startswith(p + os.sep):
       raise errors.UserError(f'refusing to write parameters over {p}')
-  config = checkpointing.load_config(workdir)
-  checkpoint = resolve_checkpoint(workdir, checkpointing.parse_checkpoint(checkpoint),
-                                  fallback=True)
-  params, step = checkpointing.restore_params(workdir, checkpoint)
+  config, params, step = checkpointing.load_workdir(workdir, checkpoint)
   params = jax.tree.map(np.asarray, params)
-  write_atomic(path, flax.serialization.msgpack_serialize(params))
+  files.write_atomic(path, flax.serialization.msgpack_serialize(params))
   model_config = config.model.to_dict() if hasattr(config.model, 'to_dict') else dict(
       config.model)
   return {'path': path, 'step': int(step), 'model_config': model_config}

@@ -26,6 +26,9 @@ Images smaller than the patch
   Rainy and clean are padded identically, so the pair stays aligned. Larger sides are
   cropped as usual.
 
+Sources of a config
+  :func:`get_sources` opens the train and eval splits that ``config.data`` names.
+
 Iterator state
   The training iterator is a ``grain.DatasetIterator``. Its ``get_state()`` is a small
   JSON-serialisable dict (with 0 workers, ``{'next_index': <records consumed>}``);
@@ -50,13 +53,13 @@ from absl import flags
 import grain
 import numpy as np
 
+from mh2f_jax import files
 from mh2f_jax.errors import UserError
 
 # Threads that read and crop records in parallel inside one process: one per core, at
 # least 2, at most 8. They overlap the work done in C without the GIL (Grain's index
 # shuffle, image decoding); many more threads than cores only contend for the GIL
-# (measured on 2 cores, in-memory source: 2 threads ~1.6x faster than none, 16 threads
-# slower than none).
+# (docs/architecture.md, Design measurements).
 _TRAIN_READ_THREADS = max(2, min(8, os.cpu_count() or 1))
 # Records (not batches) read ahead: about two batches' worth keeps the model fed without
 # burning CPU far ahead of the train step, which shares the same cores on a CPU host.
@@ -75,22 +78,6 @@ def mark_flags_parsed() -> None:
   """
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
-
-
-def decode_name(name: Any) -> str:
-  """Returns an example's name as ``str`` (tfds data sources give ``bytes``).
-
-  Args:
-    name: ``str``, ``bytes`` or a numpy scalar holding either.
-
-  Returns:
-    The name as a Python string.
-  """
-  if isinstance(name, np.ndarray):
-    name = name.item()
-  if isinstance(name, bytes):
-    return name.decode('utf-8', errors='replace')
-  return str(name)
 
 
 def _checked_pair(example: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +133,7 @@ class PairedRandomCrop(grain.transforms.RandomMap):
   def random_map(self, element: Mapping[str, Any],
                  rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Returns the paired patch of one example (see class docstring)."""
-    name = decode_name(element.get('name', '<unnamed>'))
+    name = files.decode_name(element.get('name', '<unnamed>'))
     rainy, clean = _checked_pair(element, name)
     p = self.patch_size
     rainy, clean = _pad_to(rainy, p), _pad_to(clean, p)
@@ -244,7 +231,7 @@ class _EvalExample(grain.transforms.MapWithIndex):
   """Checks one evaluation pair and decodes its name (default: its index)."""
 
   def map_with_index(self, index: int, element: Mapping[str, Any]) -> dict[str, Any]:
-    name = decode_name(element['name']) if 'name' in element else str(index)
+    name = files.decode_name(element['name']) if 'name' in element else str(index)
     rainy, clean = _checked_pair(element, name)
     return {'rainy': rainy, 'clean': clean, 'name': name}
 
@@ -277,3 +264,26 @@ def create_eval_iterator(source: Sequence[Mapping[str, Any]], *,
   ds = ds.map_with_index(_EvalExample())
   return iter(ds.to_iter_dataset(grain.ReadOptions(
       num_threads=_EVAL_READ_THREADS, prefetch_buffer_size=_EVAL_PREFETCH)))
+
+
+def get_sources(config: Any) -> tuple[Any, Any]:
+  """Returns the (train, eval) random-access sources named by ``config.data``.
+
+  The eval source is None when validation is off (``num_eval_images == 0``). With
+  several processes, process 0 prepares (builds) the dataset first while the others wait.
+  """
+  # Lazy: TFDS is slow to import, and callers that pass their own sources never need it.
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
+  data = config.data
+  kwargs = dict(data_dir=data.data_dir, manual_dir=data.manual_dir)
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      datasets.prepare(data.dataset, **kwargs)
+    multihost_utils.sync_global_devices('mh2f_prepare_dataset')
+  train = datasets.get_source(data.dataset, data.train_split, **kwargs)
+  evaluation = None
+  if config.num_eval_images != 0:
+    evaluation = datasets.get_source(data.dataset, data.eval_split, **kwargs)
+  return train, evaluation

@@ -31,11 +31,12 @@ import numpy as np
 from scipy import ndimage
 from skimage import metrics as skmetrics
 
-from mh2f_jax import losses
+from mh2f_jax import ssim as ssim_lib
 
-PROTOCOLS = ('A', 'B')
+# The default (B) first.
+PROTOCOLS = ('B', 'A')
 METRIC_KEYS = ('psnr_y', 'ssim_y', 'psnr_rgb', 'ssim_rgb')
-SSIM_WINDOW = losses.FILTER_SIZE
+SSIM_WINDOW = ssim_lib.FILTER_SIZE
 
 # BT.601 luma as in MATLAB rgb2ycbcr, scaled by 1000 to integers so that Y can
 # be computed exactly: 255000 * Y = 4080000 + 65481 R + 128553 G + 24966 B for
@@ -374,7 +375,7 @@ def psnr_ssim_y(pred, target) -> tuple[jax.Array, jax.Array]:
 
   Both inputs are clipped to [0, 1] and rounded to 8 bits as
   :func:`to_uint8` does, converted to rounded Y, then scored with peak 255 and
-  :func:`mh2f_jax.losses.ssim` with ``padding='VALID'`` (population
+  :func:`mh2f_jax.ssim.ssim` with ``padding='VALID'`` (population
   statistics). Agrees with ``evaluate_pair(..., protocol='B')`` on the
   ``to_uint8`` images to float32 accuracy (well within 0.01 dB and 1e-3).
 
@@ -408,7 +409,7 @@ def psnr_ssim_y(pred, target) -> tuple[jax.Array, jax.Array]:
   diff = (y_pred - y_target).astype(jnp.float32)
   mse = jnp.mean(diff * diff, axis=(1, 2))
   psnr_y = 10.0 * jnp.log10(255.0**2 / mse)
-  ssim_y = losses.ssim(y_pred[..., None].astype(jnp.float32),
+  ssim_y = ssim_lib.ssim(y_pred[..., None].astype(jnp.float32),
                        y_target[..., None].astype(jnp.float32),
                        padding='VALID', max_val=255.0)
   return psnr_y, ssim_y

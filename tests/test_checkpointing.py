@@ -8,11 +8,10 @@ import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from mh2f_jax import checkpointing
-from mh2f_jax import train_lib
+from mh2f_jax import steps
 from mh2f_jax.errors import UserError
 
 
@@ -21,10 +20,10 @@ def _params(value: float) -> dict:
           'mheb_0': {'gamma': jnp.arange(4, dtype=jnp.float32) * value}}
 
 
-def _state(step: int) -> train_lib.TrainState:
+def _state(step: int) -> steps.TrainState:
   params = _params(float(step))
-  return train_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
-                              opt_state={'mu': jax.tree.map(jnp.ones_like, params)})
+  return steps.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
+                          opt_state={'mu': jax.tree.map(jnp.ones_like, params)})
 
 
 @pytest.fixture(scope='module')
@@ -38,9 +37,7 @@ def workdir(tmp_path_factory):
   manager = checkpointing.create_train_manager(path, max_to_keep=2)
   for step in (1, 2, 3):
     next(iterator)
-    manager.save(step, args=ocp.args.Composite(**{
-        checkpointing.STATE_ITEM: ocp.args.StandardSave(_state(step)),
-        checkpointing.DATA_ITEM: grain.checkpoint.CheckpointSave(iterator)}), force=True)
+    checkpointing.save_train_state(manager, step, _state(step), iterator)
   manager.wait_until_finished()
   manager.close()
   return path
@@ -121,9 +118,31 @@ def test_best_checkpoint_replaces_the_previous_one(tmp_path):
     checkpointing.restore_params(path, 'latest')
 
 
-def test_write_json_atomic_leaves_no_temporary_files(tmp_path):
-  target = tmp_path / 'out.json'
-  checkpointing.write_json_atomic(str(target), {'a': 1})
-  checkpointing.write_json_atomic(str(target), {'a': 2})
-  assert json.loads(target.read_text()) == {'a': 2}
-  assert os.listdir(tmp_path) == ['out.json']
+def test_load_workdir_and_resolve_checkpoint(workdir):
+  config, params, step = checkpointing.load_workdir(workdir, 'latest')
+  assert config.model.features == 4 and step == 3
+  _assert_params(params, 3.0)
+  # No best checkpoint in this workdir: 'best' falls back to 'latest' unless refused.
+  assert checkpointing.resolve_checkpoint(workdir, 'best', fallback=True) == 'latest'
+  assert checkpointing.load_workdir(workdir, 'best')[2] == 3
+  with pytest.raises(UserError, match='no best checkpoint'):
+    checkpointing.load_workdir(workdir, 'best', fallback=False)
+  assert checkpointing.resolve_checkpoint(workdir, '2', fallback=False) == 2
+
+
+def test_restore_train_state_round_trip(tmp_path):
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  path = str(tmp_path)
+  manager = checkpointing.create_train_manager(path, max_to_keep=1, enable_async=False)
+  iterator = iter(grain.MapDataset.source(list(range(10))).to_iter_dataset())
+  abstract = jax.eval_shape(lambda: _state(0))
+  assert checkpointing.restore_train_state(manager, abstract, iterator) is None
+  next(iterator)
+  checkpointing.save_train_state(manager, 5, _state(5), iterator)
+  fresh = iter(grain.MapDataset.source(list(range(10))).to_iter_dataset())
+  state = checkpointing.restore_train_state(manager, abstract, fresh)
+  manager.close()
+  assert int(state.step) == 5
+  _assert_params(jax.tree.map(np.asarray, state.params), 5.0)
+  assert next(fresh) == 1  # The data position came back with the state.

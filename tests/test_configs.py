@@ -7,7 +7,7 @@ from absl import flags
 from ml_collections import config_flags
 import pytest
 
-from mh2f_jax import train_lib
+from mh2f_jax import config_schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(os.path.relpath(p, REPO)
@@ -57,7 +57,7 @@ def test_config_loads_with_the_shared_schema(path, variant):
   config = load(path + variant)
   reference = load('configs/default.py').to_dict()
   assert keys(config.to_dict()) == keys(reference)
-  train_lib.validate_config(config)
+  config_schema.validate(config)
   if variant:
     assert config.model.features == 8 and config.model.num_blocks == 2
     assert config.num_train_steps <= 50
@@ -85,7 +85,7 @@ def test_paper_protocol(name, epochs):
 def test_rain200_steps_follow_from_the_epochs():
   config = load('configs/rain200l.py')
   # 1,800 training pairs, one crop each per epoch, batch 16.
-  assert train_lib.resolve_num_train_steps(config, 1800) == 200 * 1800 // 16
+  assert config_schema.resolve_num_train_steps(config, 1800) == 200 * 1800 // 16
 
 
 @pytest.mark.parametrize('name,change', sorted(ABLATIONS.items()))

@@ -511,10 +511,10 @@ def test_paired_folder_refuses_a_second_folder_in_one_data_dir(tmp_path):
 def test_cli_prepare_and_list(tmp_path, capsys):
   from mh2f_jax.datasets import __main__ as cli  # pylint: disable=g-import-not-at-top
   tree = rain12_prenet(tmp_path / 'manual')
-  assert cli.main(['prepare', 'rain12', '--manual_dir', tree.root,
+  assert cli.run(['prepare', 'rain12', '--manual_dir', tree.root,
                    '--data_dir', str(tmp_path / 'tfds')]) == 0
   assert 'test: 3' in capsys.readouterr().out.splitlines()
-  assert cli.main(['list']) == 0
+  assert cli.run(['list']) == 0
   out = capsys.readouterr().out
   for name in datasets.NAMES:
     assert f'\n{name}: ' in '\n' + out

@@ -105,7 +105,7 @@ def test_folder_of_awkward_inputs(run, photos, tmp_path):
 
 
 def _main(capsys, *args):
-  status = derain.main(list(args))
+  status = derain.run(list(args))
   captured = capsys.readouterr()
   assert 'Traceback' not in captured.err
   return status, captured

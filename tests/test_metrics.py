@@ -14,6 +14,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from mh2f_jax import metrics
 
+from conftest import streaks
+
 
 def _wang_ssim(a, b):
   return structural_similarity(
@@ -37,17 +39,6 @@ def _quantize(x):
   return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def _streaks(img, rng, n=400, length=25):
-  """Bright slanted line segments, blended towards white; img float in [0, 1]."""
-  h, w = img.shape[:2]
-  t = np.arange(length)[None, :]
-  y = (rng.integers(0, h, (n, 1)) + t).clip(0, h - 1)
-  x = (rng.integers(0, w, (n, 1)) + 0.25 * t).astype(int).clip(0, w - 1)
-  mask = np.zeros((h, w))
-  mask[y, x] = 1.0
-  return img + 0.6 * mask[..., None] * (1.0 - img)
-
-
 def _degrade(gt, kind, rng):
   """Float degradation (may leave [0, 1]) of a uint8 image."""
   x = gt / 255.0
@@ -55,7 +46,7 @@ def _degrade(gt, kind, rng):
     return x + rng.normal(0.0, 0.06, x.shape)
   if kind == 'blur':
     return ndimage.gaussian_filter(x, sigma=(2.0, 2.0, 0))
-  return _streaks(x, rng)
+  return streaks(x, rng, n=400, length=25, slope=0.25, strength=0.6)
 
 
 _PHOTOS = ('astronaut', 'coffee', 'chelsea')

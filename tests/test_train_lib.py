@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from mh2f_jax import checkpointing
+from mh2f_jax import metric_writer
 from mh2f_jax import train_lib
 from mh2f_jax.errors import UserError
 
@@ -76,7 +77,7 @@ class Run:
 
 
 def metric_rows(workdir: str) -> list[dict]:
-  with open(os.path.join(workdir, train_lib.METRICS_FILE)) as f:
+  with open(os.path.join(workdir, metric_writer.METRICS_FILE)) as f:
     return [json.loads(line) for line in f]
 
 
@@ -151,7 +152,7 @@ def phase2(root, cache_dir, phase1):
 
   # SIGTERM once the run is training (it logs every step).
   term, deadline = runs['term'], time.time() + TIMEOUT_S
-  metrics = os.path.join(term.workdir, train_lib.METRICS_FILE)
+  metrics = os.path.join(term.workdir, metric_writer.METRICS_FILE)
   while time.time() < deadline and term.proc.poll() is None:
     if os.path.exists(metrics):
       with open(metrics) as f:
@@ -191,7 +192,7 @@ def test_tiny_model_overfits_one_batch_and_validates(phase1):
   if best['step'] == OVERFIT_STEPS:
     assert_trees_equal(params, latest)
   # Outputs of process 0.
-  assert os.listdir(os.path.join(run.workdir, train_lib.TENSORBOARD_DIR))
+  assert os.listdir(os.path.join(run.workdir, metric_writer.TENSORBOARD_DIR))
   saved = checkpointing.load_config(run.workdir)
   assert saved.num_train_steps == OVERFIT_STEPS and saved.model.features == 8
   first = rows[0]
@@ -304,69 +305,6 @@ def test_config_mismatch_is_refused_naming_the_fields(tmp_path):
   assert 'num_train_steps' not in message and 'learning_rate' not in message
 
 
-def test_config_differences_allow_non_frozen_changes():
-  a = train_helper.tiny_config().to_dict()
-  b = train_helper.tiny_config({'num_train_steps': 99, 'optim.schedule': 'cosine',
-                                'data.patch_size': 32}).to_dict()
-  assert train_lib.config_differences(a, b) == []
-  c = train_helper.tiny_config({'seed': 3, 'batch_size': 4}).to_dict()
-  assert train_lib.config_differences(a, c) == ['batch_size: saved 8, given 4',
-                                                'seed: saved 0, given 3']
-
-
-@pytest.mark.parametrize('field,value,fragment', [
-    ('optim.schedule', 'linear', 'optim.schedule'),
-    ('optim.learning_rate', -1.0, 'optim.learning_rate'),
-    ('batch_size', 0, 'batch_size'),
-    ('optim.decay_at', (0.5, 1.5), 'optim.decay_at'),
-    ('log_every_steps', 0, 'log_every_steps'),
-    ('num_eval_images', -2, 'num_eval_images'),
-    ('model.fusion', 'sum', 'model.fusion'),
-])
-def test_bad_config_values_name_the_field(field, value, fragment):
-  config = train_helper.tiny_config({field: value})
-  with pytest.raises((UserError, ValueError), match=fragment.replace('.', r'\.')):
-    train_lib.validate_config(config)
-
-
-def test_multistep_schedule_divides_by_five_at_30_50_80_percent():
-  config = train_helper.tiny_config({'optim.schedule': 'multistep',
-                                     'optim.learning_rate': 1e-3})
-  schedule = train_lib.create_learning_rate_schedule(config.optim, 1000)
-  # Counts are completed steps: the 301st step (count 300) uses the first decayed rate.
-  expected = {0: 1e-3, 299: 1e-3, 300: 2e-4, 499: 2e-4, 500: 4e-5, 799: 4e-5, 800: 8e-6,
-              999: 8e-6}
-  for count, lr in expected.items():
-    assert float(schedule(count)) == pytest.approx(lr, rel=1e-6), count
-
-
-def test_warmup_then_cosine_schedule():
-  config = train_helper.tiny_config({'optim.schedule': 'cosine', 'optim.learning_rate': 2e-3,
-                                     'optim.warmup_steps': 10})
-  schedule = train_lib.create_learning_rate_schedule(config.optim, 110)
-  assert float(schedule(0)) == 0.0
-  assert float(schedule(5)) == pytest.approx(1e-3)
-  assert float(schedule(10)) == pytest.approx(2e-3)
-  assert float(schedule(60)) == pytest.approx(1e-3, rel=1e-5)  # half-way down the cosine
-  assert float(schedule(110)) == pytest.approx(0.0, abs=1e-9)
-
-
-def test_num_train_steps_derived_from_epochs():
-  config = train_helper.tiny_config({'num_train_steps': None, 'num_epochs': 200,
-                                     'batch_size': 16})
-  assert train_lib.resolve_num_train_steps(config, 1800) == 200 * 1800 // 16
-  config.num_epochs = 3
-  assert train_lib.resolve_num_train_steps(config, 10) == math.ceil(30 / 16)
-  config.num_train_steps = 7
-  assert train_lib.resolve_num_train_steps(config, 10) == 7
-
-
-def test_check_batch_divisible():
-  train_lib.check_batch_divisible(16, 8)
-  with pytest.raises(UserError, match='batch_size 12 .* devices 8'):
-    train_lib.check_batch_divisible(12, 8)
-
-
 def test_train_py_reports_user_errors_without_traceback(tmp_path):
   result = subprocess.run(
       [sys.executable, os.path.join(REPO, 'train.py'), '--config=configs/synthetic.py:debug',
@@ -376,3 +314,23 @@ def test_train_py_reports_user_errors_without_traceback(tmp_path):
   assert result.returncode == 2, result.stderr[-3000:]
   assert 'error: config field optim.schedule' in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_itstime():
+  assert [s for s in range(1, 11) if train_lib.itstime(s, 4)] == [4, 8]
+  assert train_lib.itstime(10, 4, last=True)
+  assert not any(train_lib.itstime(s, 0) for s in range(1, 11))
+
+
+def test_due_actions_when_stopping_only_log_and_save():
+  config = train_helper.tiny_config({'log_every_steps': 5, 'eval_every_steps': 10,
+                                     'image_every_steps': 10, 'checkpoint_every_steps': 20})
+  due = train_lib.due_actions(config, 10, last=False, stopping=False, validate=True,
+                              is_main=True)
+  assert due == (True, True, True, False)
+  due = train_lib.due_actions(config, 10, last=False, stopping=True, validate=True,
+                              is_main=True)
+  assert due == (True, False, False, True)
+  due = train_lib.due_actions(config, 7, last=True, stopping=False, validate=True,
+                              is_main=False)
+  assert due == (True, True, False, True)

@@ -105,7 +105,7 @@ def main() -> int:
   train = fake_pairs(config.batch_size, config.data.patch_size, config.data.patch_size,
                      seed=1)
   evaluation = fake_pairs(2, 20, 28, seed=2)
-  train_lib.get_sources = lambda cfg: (train, evaluation if cfg.num_eval_images != 0 else None)
+  sources = (train, evaluation if config.num_eval_images != 0 else None)
 
   callbacks = []
   if args.kill_after_checkpoint is not None:
@@ -123,7 +123,8 @@ def main() -> int:
     callbacks.append(kill_when_saved)
 
   try:
-    summary = train_lib.train_and_evaluate(config, args.workdir, step_callbacks=callbacks)
+    summary = train_lib.train_and_evaluate(config, args.workdir, sources=sources,
+                                           step_callbacks=callbacks)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -1,14 +1,30 @@
-"""Command line: prepare a dataset, or list the datasets and the layouts they accept.
+"""Prepares a dataset, or lists the datasets and the layouts they accept.
 
-  python -m mh2f_jax.datasets prepare NAME --manual_dir DIR [--data_dir DIR]
+  python -m mh2f_jax.datasets prepare NAME [--manual_dir=DIR] [--data_dir=DIR]
   python -m mh2f_jax.datasets list
 """
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
 import sys
 import warnings
+
+from absl import flags
+
+from mh2f_jax import cli
+from mh2f_jax.errors import UserError
+
+_USAGE = 'commands: prepare NAME [--manual_dir=DIR] [--data_dir=DIR], or list'
+
+
+def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
+  """Defines the dataset tool's flags on ``values``."""
+  del argv  # No config overrides.
+  flags.DEFINE_string('manual_dir', None, 'Folder holding the downloaded data '
+                      '(benchmarks, paired_folder).', flag_values=values)
+  flags.DEFINE_string('data_dir', None, 'TFDS data folder (default: ~/tensorflow_datasets).',
+                      flag_values=values)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -16,38 +32,33 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
   print(f'warning: {message}', file=file or sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-  """Runs the command line; returns the exit status (2 for a user error)."""
-  parser = argparse.ArgumentParser(
-      prog='python -m mh2f_jax.datasets',
-      description='Prepare deraining datasets (TFDS, array_record) or list them.')
-  commands = parser.add_subparsers(dest='command', required=True)
-  prep = commands.add_parser('prepare', help='build a dataset and print its split sizes')
-  prep.add_argument('name', help='e.g. rain200h, spa_data, paired_folder, synthetic_rain/heavy')
-  prep.add_argument('--manual_dir', default=None,
-                    help='folder holding the downloaded data (benchmarks, paired_folder)')
-  prep.add_argument('--data_dir', default=None,
-                    help='TFDS data folder (default: ~/tensorflow_datasets)')
-  commands.add_parser('list', help='show the datasets and the folder layouts they accept')
-  args = parser.parse_args(argv)
+def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
+  """Runs ``prepare NAME`` or ``list``; returns the exit status.
 
+  Raises:
+    UserError: an unknown command, a missing name, or a dataset that cannot be built.
+  """
+  if not positional or positional[0] not in ('prepare', 'list'):
+    raise UserError(f'expected a command; {_USAGE}')
+  command, args = positional[0], positional[1:]
+  if (command == 'list' and args) or (command == 'prepare' and len(args) != 1):
+    raise UserError(f'wrong arguments for {command}: {" ".join(args) or "(none)"}; {_USAGE}')
   # Imported after parsing so that --help answers without loading TFDS.
   from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
-  from mh2f_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-
   warnings.showwarning = _show_warning
-  try:
-    if args.command == 'list':
-      print(datasets.describe_all())
-      return 0
-    counts = datasets.prepare(args.name, data_dir=args.data_dir, manual_dir=args.manual_dir)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  if command == 'list':
+    print(datasets.describe_all())
+    return 0
+  counts = datasets.prepare(args[0], data_dir=values.data_dir, manual_dir=values.manual_dir)
   for split, count in counts.items():
     print(f'{split}: {count}')
   return 0
 
 
+def run(argv: Sequence[str] | None = None) -> int:
+  """The ``datasets`` command; ``argv`` without the program name (None: ``sys.argv``)."""
+  return cli.run(main, define_flags, argv, prog='python -m mh2f_jax.datasets', doc=__doc__)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_with(run())

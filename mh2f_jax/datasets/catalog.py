@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mh2f_jax.datasets import layouts
 from mh2f_jax.datasets import pairing
+from mh2f_jax.datasets import spa_layouts
 from mh2f_jax.datasets.layouts import FolderLayout
 from mh2f_jax.datasets.layouts import FolderPair
 
@@ -207,13 +208,13 @@ SPA_DATA = layouts.DatasetSpec(
     split_dirs={'train': TRAIN, 'test': ('real_test_1000',) + TEST},
     aliases=('SPA-Data', 'SPA', 'SPA_Data'),
     layouts=(
-        layouts.ListFileLayout(
+        spa_layouts.ListFileLayout(
             'L', 'official list file (train)',
             ('real_world.txt, one "<rainy path> <clean path>" per line, paths relative to '
              'the folder of the list (or the data folder); a leading "/" or "./" is ignored',
              'pairs: as written on each line'),
             'real_world.txt'),
-        layouts.SpaFolderLayout(
+        spa_layouts.SpaFolderLayout(
             'R', 'official folders without the list (train)',
             ('real_world/{V}/{V}-{F}/{V}-{F}_{x}_{y}.png + real_world_gt/{V}/{V}_{x}_{y}.png',
              'rule: drop "-{F}" from the frame folder and the file name'),

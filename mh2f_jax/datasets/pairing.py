@@ -17,6 +17,7 @@ import os
 import re
 from typing import Callable, Iterable
 
+from mh2f_jax import files
 from mh2f_jax.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff'})
@@ -142,12 +143,9 @@ def list_images(folder: str, keep: Callable[[str], bool] | None = None) -> list[
   Returns:
     File names (not paths).
   """
-  names = []
-  with os.scandir(folder) as it:
-    for entry in it:
-      if is_image_name(entry.name) and entry.is_file():
-        if keep is None or keep(os.path.splitext(entry.name)[0]):
-          names.append(entry.name)
+  names = [os.path.basename(p) for p in files.list_images(folder, IMAGE_EXTENSIONS)]
+  if keep is not None:
+    names = [n for n in names if keep(os.path.splitext(n)[0])]
   return sorted(names, key=natural_key)
 
 

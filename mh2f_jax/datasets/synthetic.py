@@ -24,13 +24,13 @@ with the same library versions writes the same records.
 from __future__ import annotations
 
 import dataclasses
-import io
 from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from mh2f_jax import files
 from mh2f_jax import rain
 
 # Fixed seed of every rendering; changing it changes the dataset (bump VERSION).
@@ -40,12 +40,11 @@ SEED = 20210419
 MAX_SIDE = 512
 TRAIN_DRAWS = 8
 # Train examples are tiles of the rendered photos: the training pipeline decodes a whole
-# example for every 64x64 crop. On a 2-core CPU, decoding a 512x512 pair (about 22 ms)
-# costs over half of a crop's share of a demo train step (about 36 ms); a 128x128 tile
-# pair costs about 2 ms.
+# example for every 64x64 crop, and decoding whole photos would cost more than the demo's
+# train step spends on a crop (docs/architecture.md, Design measurements).
 TRAIN_TILE = 128
 TEST_DRAWS = 2
-# (height, width) of every test image: about 0.12 MP each, 0.5 MP for the split.
+# (height, width) of every test image.
 TEST_SIZE = (288, 432)
 
 TRAIN_PHOTOS = ('astronaut', 'coffee', 'rocket', 'retina', 'hubble_deep_field',
@@ -157,12 +156,9 @@ def generate_pairs(preset: str, split: str) -> Iterator[tuple[str, np.ndarray, n
                  np.ascontiguousarray(clean[window]))
 
 
-def encode_png(image: np.ndarray) -> bytes:
-  """PNG bytes of a uint8 image (TFDS stores them as they are, without TensorFlow)."""
-  buffer = io.BytesIO()
+def _encode(image: np.ndarray) -> bytes:
   # Level 1: a few times faster than the default, files about 10 % larger.
-  Image.fromarray(image).save(buffer, format='PNG', compress_level=1)
-  return buffer.getvalue()
+  return files.encode_png(image, compress_level=1)
 
 
 @dataclasses.dataclass
@@ -215,4 +211,4 @@ class SyntheticRain(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
     # Encoded PNG bytes, never arrays: arrays would make TFDS encode with TensorFlow.
     for name, rainy, clean in generate_pairs(self.builder_config.preset, split):
-      yield name, {'rainy': encode_png(rainy), 'clean': encode_png(clean), 'name': name}
+      yield name, {'rainy': _encode(rainy), 'clean': _encode(clean), 'name': name}

@@ -1,0 +1,190 @@
+"""What every command-line tool shares: flag parsing, the error contract, the log policy.
+
+Each tool (``mh2f_jax.train``, ``eval``, ``derain``, ``datasets``) defines its absl
+flags in a function and hands it, with its ``main``, to :func:`run`:
+
+* Flags are parsed into a fresh ``FlagValues`` of the tool's own rather than the global
+  ``absl.flags.FLAGS``, so that several tools can be imported and run in one process (a
+  notebook, the tests) without their flag names clashing.
+* A mistake the user can fix (:class:`~mh2f_jax.errors.UserError`, a bad flag, a
+  missing or broken config file) prints one ``error: ...`` line and returns exit
+  status 2, without a traceback. Anything else is a bug and keeps its traceback.
+* Log policy: the tool's own progress goes to stdout (``print``); absl logs go to stderr
+  at the tool's level (INFO for training, WARNING otherwise); the package's notes
+  (logger ``mh2f_jax``) are shown as ``note: ...``; routine INFO lines of Orbax are
+  dropped, its warnings kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+import contextlib
+import logging as pylogging
+import os
+import sys
+
+from absl import flags
+from absl import logging
+
+from mh2f_jax.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+class _DropLibraryInfo(pylogging.Filter):
+  """Drops the INFO lines Orbax writes for every save and restore; keeps its warnings."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or (
+        f'{os.sep}orbax{os.sep}' not in record.pathname)
+
+
+@contextlib.contextmanager
+def log_policy(level: int = logging.WARNING) -> Iterator[None]:
+  """Applies the log policy (see the module docstring) while the block runs.
+
+  The previous settings come back afterwards, so a tool run from a notebook or a test
+  leaves the process's logging as it found it.
+
+  Args:
+    level: absl level for stderr, e.g. ``absl.logging.INFO``.
+  """
+  logging.use_absl_handler()
+  absl_handler = logging.get_absl_handler()
+  previous = (logging.get_verbosity(), flags.FLAGS['stderrthreshold'].value)
+  library_filter = _DropLibraryInfo()
+  notes = pylogging.getLogger('mh2f_jax')
+  note_handler = pylogging.StreamHandler(sys.stderr)
+  note_handler.setFormatter(pylogging.Formatter('note: %(message)s'))
+  propagate, notes_level = notes.propagate, notes.level
+  logging.set_verbosity(level)
+  logging.set_stderrthreshold(level)
+  absl_handler.addFilter(library_filter)
+  notes.addHandler(note_handler)
+  # The package's notes are warnings, shown whatever level the libraries' logs get.
+  notes.setLevel(pylogging.WARNING)
+  # Shown once, by this handler, whatever handlers other libraries put on the root.
+  notes.propagate = False
+  try:
+    yield
+  finally:
+    notes.propagate = propagate
+    notes.setLevel(notes_level)
+    notes.removeHandler(note_handler)
+    absl_handler.removeFilter(library_filter)
+    logging.set_verbosity(previous[0])
+    logging.set_stderrthreshold(previous[1])
+
+
+def define_distributed_flags(values: flags.FlagValues) -> None:
+  """Defines the flags that join a multi-process (multi-host) run; see :func:`init_distributed`."""
+  env = os.environ.get
+  flags.DEFINE_string('coordinator_address', env('JAX_COORDINATOR_ADDRESS'),
+                      'host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS).',
+                      flag_values=values)
+  flags.DEFINE_integer('num_processes', int(env('JAX_NUM_PROCESSES')) if env(
+      'JAX_NUM_PROCESSES') else None, 'Number of processes (default: $JAX_NUM_PROCESSES).',
+                       flag_values=values)
+  flags.DEFINE_integer('process_id', int(env('JAX_PROCESS_ID')) if env(
+      'JAX_PROCESS_ID') else None, 'Index of this process, 0 .. num_processes-1 '
+                       '(default: $JAX_PROCESS_ID).', flag_values=values)
+  flags.DEFINE_bool('distributed', False, 'Initialise jax.distributed from the cluster '
+                    'environment (SLURM, Open MPI, Kubernetes, Cloud TPU) when no '
+                    'coordinator is given.', flag_values=values)
+
+
+def init_distributed(values: flags.FlagValues) -> None:
+  """Joins the process group the distributed flags describe; one process needs nothing.
+
+  Raises:
+    UserError: some but not all of the three process flags are given.
+  """
+  given = {'--coordinator_address': values.coordinator_address,
+           '--num_processes': values.num_processes, '--process_id': values.process_id}
+  if all(v is None for v in given.values()):
+    if values.distributed:
+      import jax  # pylint: disable=g-import-not-at-top
+      jax.distributed.initialize()
+    return
+  missing = [name for name, v in given.items() if v is None]
+  if missing:
+    raise UserError(f'multi-process training needs {", ".join(given)}; missing '
+                    f'{", ".join(missing)} (flags or JAX_COORDINATOR_ADDRESS, '
+                    'JAX_NUM_PROCESSES, JAX_PROCESS_ID)')
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.distributed.initialize(coordinator_address=values.coordinator_address,
+                             num_processes=values.num_processes,
+                             process_id=values.process_id)
+
+
+def _help_text(prog: str, doc: str, values: flags.FlagValues) -> str:
+  return f'{doc.strip()}\n\nFlags:\n{values.get_help(include_special_flags=False)}\n'
+
+
+def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
+        define_flags: Callable[[flags.FlagValues, Sequence[str]], None],
+        argv: Sequence[str] | None = None, *, prog: str, doc: str,
+        log_level: int = logging.WARNING) -> int:
+  """Parses ``argv`` into the tool's flags and runs ``main``; returns the exit status.
+
+  Args:
+    main: ``main(flag_values, positional_args)``; returns an exit status or None (0).
+    define_flags: ``define_flags(flag_values, argv)`` defines the tool's flags (``argv``
+      is what a config flag reads its overrides from).
+    argv: the arguments without the program name; None reads ``sys.argv[1:]``.
+    prog: the program name for messages.
+    doc: the tool's help text (``--help`` prints it and the flags).
+    log_level: absl level of the logs shown on stderr.
+
+  Returns:
+    ``main``'s status, 0 for ``--help``, or 2 for a user error.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  values = flags.FlagValues()
+  full_argv = [prog, *argv]
+  define_flags(values, full_argv)
+  if any(a in ('-h', '--help', '-help', '--helpfull') for a in argv):
+    print(_help_text(prog, doc, values))
+    return 0
+  try:
+    positional = values(full_argv)[1:]
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    # Parsing reads only the command line and the config file the user named, so every
+    # failure here is the user's to fix (ml_collections raises AttributeError for an
+    # unknown config field, with a "did you mean" hint).
+    print(f'error: {_first_line(e)} (see {prog} --help)', file=sys.stderr)
+    return EXIT_USER_ERROR
+  # Grain reads its options from the global absl flags, which nothing else parses.
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  try:
+    with log_policy(log_level):
+      status = main(values, positional)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return EXIT_USER_ERROR
+  return 0 if status is None else int(status)
+
+
+def _first_line(error: Exception) -> str:
+  """A flag error on one line; for a config file that failed, its exception's message."""
+  text = str(error).strip()
+  if isinstance(error, (AttributeError, KeyError)):
+    # ml_collections quotes the message ("'featurs'\nDid you mean ...").
+    text = text.strip('\'"').replace('\\n', '\n').replace("\\'", "'")
+    text = f'unknown config field {text}'
+  head, _, trace = text.partition('Traceback (most recent call last):')
+  message = ' '.join(line.strip() for line in head.splitlines() if line.strip())
+  if trace.strip():
+    # ml_collections puts the config file's traceback in the message: keep its last line
+    # ("ValueError: unknown config variant ..."), without the exception's type.
+    cause = trace.strip().splitlines()[-1].strip()
+    message = f'{message.rstrip(":")}: {cause.split(": ", 1)[-1]}'
+  return message
+
+
+def exit_with(status: int) -> None:
+  """Ends a console-script process with ``status`` (flushing stdout and stderr)."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  sys.exit(status)

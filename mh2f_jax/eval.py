@@ -1,0 +1,64 @@
+"""Evaluates a training workdir on its dataset's test split and writes a report.
+
+Usage:
+  python eval.py --workdir=runs/rain200h [--checkpoint=latest|best|STEP] [--split=test]
+      [--protocol=B|A] [--save_images] [--self_ensemble] [--data_dir=DIR]
+
+Writes WORKDIR/eval/<dataset>-<split>-step<STEP>/ (per_image.csv, summary.json,
+results.md, figure.png, images/); see docs/evaluation.md. Runs in one process on one
+device, whatever device count the checkpoint was trained with.
+"""
+
+from collections.abc import Sequence
+
+from absl import flags
+
+from mh2f_jax import cli
+from mh2f_jax import metrics
+from mh2f_jax.errors import UserError
+
+
+def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
+  """Defines the evaluation flags on ``values``."""
+  del argv  # No config overrides.
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json and checkpoints/).',
+                      flag_values=values, required=True)
+  flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' or a step number.",
+                      flag_values=values)
+  flags.DEFINE_string('split', 'test', 'Dataset split to evaluate.', flag_values=values)
+  flags.DEFINE_enum('protocol', 'B', list(metrics.PROTOCOLS),
+                    'Metric protocol: B (Restormer/DRSformer) or A (PReNet/RCDNet).',
+                    flag_values=values)
+  flags.DEFINE_bool('save_images', False, 'Also write the derained PNGs under images/.',
+                    flag_values=values)
+  flags.DEFINE_bool('self_ensemble', False, 'x8 self-ensemble (flips and rotations).',
+                    flag_values=values)
+  flags.DEFINE_string('data_dir', None,
+                      "TFDS data dir; default: the one in the workdir's config.json.",
+                      flag_values=values)
+
+
+def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
+  """Evaluates the workdir the flags name and prints the summary; returns 0."""
+  if positional:
+    raise UserError(f'unexpected arguments: {" ".join(positional)}')
+  from mh2f_jax import eval_lib  # pylint: disable=g-import-not-at-top  (keeps --help fast)
+  result = eval_lib.evaluate(
+      values.workdir, checkpoint=values.checkpoint, split=values.split,
+      protocol=values.protocol, save_images=values.save_images,
+      self_ensemble=values.self_ensemble, data_dir=values.data_dir)
+  print(eval_lib.format_summary(result))
+  print(f'results: {result["results_md"]}')
+  print(f'figure: {result["figure"]}')
+  if result['images_dir']:
+    print(f'derained images: {result["images_dir"]}')
+  return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+  """The ``eval`` command; ``argv`` without the program name (None: ``sys.argv``)."""
+  return cli.run(main, define_flags, argv, prog='eval.py', doc=__doc__)
+
+
+if __name__ == '__main__':
+  cli.exit_with(run())
