@@ -80,7 +80,8 @@ def _main(capsys, *args):
 
 
 def test_export_onnx_cli(run, tmp_path, capsys):
-  ort = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (the [export] extra)')
+  ort = pytest.importorskip('onnxruntime',
+                            reason='onnxruntime is not installed (the [export] extra)')
   out = tmp_path / 'sub' / 'model.onnx'
   status, captured = _main(capsys, f'--workdir={run.workdir}', '--format=onnx',
                            f'--output={out}')
