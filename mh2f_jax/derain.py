@@ -179,21 +179,14 @@ def write_comparison(path_stem: str, before: np.ndarray, after: np.ndarray) -> s
   halves = [metrics.to_uint8(a) if a.dtype != np.uint8 else a for a in (before, after)]
   gap = np.full((before.shape[0], _COMPARE_GAP, 3), 255, np.uint8)
   data = files.encode_png(np.concatenate([halves[0], gap, halves[1]], axis=1))
-  folder = os.path.dirname(os.path.abspath(path_stem))
-  os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f'.{os.path.basename(path_stem)}.{os.getpid()}.tmp')
-  with open(tmp, 'wb') as f:
-    f.write(data)
-  try:
-    for n in itertools.count(1):
-      path = f'{path_stem}.png' if n == 1 else f'{path_stem}-{n}.png'
-      try:
-        os.link(tmp, path)  # Atomic, and fails instead of replacing an existing file.
-        return path
-      except FileExistsError:
-        continue
-  finally:
-    os.remove(tmp)
+  os.makedirs(os.path.dirname(os.path.abspath(path_stem)), exist_ok=True)
+  for n in itertools.count(1):
+    path = f'{path_stem}.png' if n == 1 else f'{path_stem}-{n}.png'
+    try:
+      files.write_new(path, data)
+      return path
+    except FileExistsError:
+      continue
 
 
 def _file_ids(paths: Sequence[str]) -> set[Any]:

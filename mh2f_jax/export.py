@@ -22,17 +22,17 @@ Exit status: 0 on success, 2 for a user error (one ``error:`` line), 1 when the 
 model does not match the JAX forward pass.
 """
 
-import argparse
+from collections.abc import Sequence
 import json
-import logging
 import os
 import sys
-import uuid
-from collections.abc import Sequence
 from typing import Any
 
+from absl import flags
+from absl import logging as absl_logging
 import numpy as np
 
+from mh2f_jax import cli
 from mh2f_jax import errors
 from mh2f_jax import files
 
@@ -45,24 +45,21 @@ CHECK_SHAPES = ((1, 37, 45), (2, 64, 48))
 PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      prog='python -m mh2f_jax.export',
-      description='Export a trained MH2F-Net to ONNX or a jax.export artifact '
-                  '(see docs/export.md).')
-  parser.add_argument('--workdir', required=True,
-                      help='training workdir (config.json and checkpoints/)')
-  parser.add_argument('--format', required=True, choices=FORMATS, help='onnx or jax')
-  parser.add_argument('--output', required=True, help='the file to write')
-  parser.add_argument('--checkpoint', default='best',
-                      help="'best' (default; 'latest' when no validation was recorded), "
-                           "'latest' or a step number")
-  parser.add_argument('--platforms', default='cpu,cuda',
-                      help='--format=jax only: comma-separated platforms to lower for '
-                           '(default cpu,cuda)')
-  parser.add_argument('--overwrite', action='store_true',
-                      help='replace the output file if it exists')
-  return parser.parse_args(argv)
+def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
+  """Defines the export flags on ``values``."""
+  del argv  # No config overrides.
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json and checkpoints/).',
+                      flag_values=values, required=True)
+  flags.DEFINE_enum('format', None, list(FORMATS), 'onnx or jax.', flag_values=values,
+                    required=True)
+  flags.DEFINE_string('output', None, 'The file to write.', flag_values=values,
+                      required=True)
+  flags.DEFINE_string('checkpoint', 'best', "'best' (default; 'latest' when no validation "
+                      "was recorded), 'latest' or a step number.", flag_values=values)
+  flags.DEFINE_string('platforms', 'cpu,cuda', '--format=jax only: comma-separated '
+                      'platforms to lower for.', flag_values=values)
+  flags.DEFINE_bool('overwrite', False, 'Replace the output file if it exists.',
+                    flag_values=values)
 
 
 def write_new(path: str, data: bytes, overwrite: bool) -> None:
@@ -74,22 +71,10 @@ def write_new(path: str, data: bytes, overwrite: bool) -> None:
   if overwrite:
     files.write_atomic(path, data)
     return
-  folder = os.path.dirname(os.path.abspath(path))
-  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.new')
-  files.write_atomic(tmp, data)
   try:
-    # link() fails if the name exists: no window in which another file could be replaced.
-    os.link(tmp, path)
+    files.write_new(path, data)
   except FileExistsError:
     raise errors.UserError(f'{path} exists: pass --overwrite to replace it') from None
-  except OSError:
-    # A file system without hard links: check, then rename (a short race remains).
-    if os.path.exists(path):
-      raise errors.UserError(f'{path} exists: pass --overwrite to replace it') from None
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def _check_output_path(path: str, workdir: str, overwrite: bool) -> None:
@@ -158,12 +143,14 @@ def max_difference(forward, reference) -> tuple[float, list[str]]:
   return worst, sizes
 
 
-def run(args: argparse.Namespace) -> int:
+def export_workdir(args: flags.FlagValues, positional: Sequence[str] = ()) -> int:
   """Exports, checks against the JAX forward pass and writes; returns the exit status.
 
   Raises:
     errors.UserError: bad workdir/checkpoint, existing or unsafe output, missing packages.
   """
+  if positional:
+    raise errors.UserError(f'unexpected arguments: {" ".join(positional)}')
   from mh2f_jax import inference  # pylint: disable=import-outside-toplevel
   workdir = os.fspath(args.workdir)
   _check_output_path(args.output, workdir, args.overwrite)
@@ -188,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
   return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  """CLI entry point; returns the exit status.
+def run(argv: Sequence[str] | None = None) -> int:
+  """The ``export`` command; returns the exit status.
 
   Args:
     argv: arguments without the program name; None reads ``sys.argv``.
@@ -197,25 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   Returns:
     0 on success, 1 if the export does not match JAX, 2 for a user error.
   """
-  args = _parse_args(argv)
-  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
-  verbosity = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax's routine restore details.
-  handler = logging.StreamHandler(sys.stderr)
-  handler.setFormatter(logging.Formatter('note: %(message)s'))
-  logger = logging.getLogger('mh2f_jax')
-  logger.addHandler(handler)
-  propagate, logger.propagate = logger.propagate, False
-  try:
-    return run(args)
-  except errors.UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  finally:
-    logger.removeHandler(handler)
-    logger.propagate = propagate
-    absl_logging.set_verbosity(verbosity)
+  # Orbax reports routine restore details as absl warnings: only errors are shown.
+  return cli.run(export_workdir, define_flags, argv, prog='python -m mh2f_jax.export',
+                 doc=__doc__, log_level=absl_logging.ERROR)
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_with(run())

@@ -41,6 +41,35 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     raise
 
 
+def write_new(path: str | os.PathLike[str], data: bytes) -> None:
+  """Writes ``data`` to a new file ``path`` atomically, never replacing an existing one.
+
+  Args:
+    path: destination; must not exist.
+    data: the bytes to write.
+
+  Raises:
+    FileExistsError: ``path`` exists (it is left as it was).
+  """
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.new')
+  write_atomic(tmp, data)
+  try:
+    # link() fails if the name exists: no window in which another file could be replaced.
+    os.link(tmp, path)
+  except FileExistsError:
+    raise
+  except OSError:
+    # A file system without hard links: check, then rename (a short race remains).
+    if os.path.exists(path):
+      raise FileExistsError(path) from None
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
   """Writes ``obj`` as indented, key-sorted JSON to ``path`` atomically.
 

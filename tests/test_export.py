@@ -73,7 +73,7 @@ def test_jax_export_has_symbolic_shapes_and_matches():
 
 
 def _main(capsys, *args):
-  status = export.main(list(args))
+  status = export.run(list(args))
   captured = capsys.readouterr()
   assert 'Traceback' not in captured.err
   return status, captured
