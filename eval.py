@@ -32,7 +32,8 @@ flags.DEFINE_string('data_dir', None,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  from mh2f_jax import eval_lib  # After flag parsing: keeps --help fast.
+  from mh2f_jax import compile_cache, eval_lib  # After flag parsing: keeps --help fast.
+  compile_cache.enable()
   try:
     result = eval_lib.evaluate(
         FLAGS.workdir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,

@@ -82,7 +82,9 @@ def main(argv) -> int:
   try:
     _initialize_distributed()
     import jax  # pylint: disable=g-import-not-at-top
+    from mh2f_jax import compile_cache  # pylint: disable=g-import-not-at-top
     from mh2f_jax import train_lib  # pylint: disable=g-import-not-at-top
+    logging.info('compilation cache: %s', compile_cache.enable() or 'off')
     logging.info('JAX %s, process %d of %d, %d local / %d global devices: %s',
                  jax.__version__, jax.process_index(), jax.process_count(),
                  jax.local_device_count(), jax.device_count(),

@@ -69,6 +69,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.patch_size = 64
   config.data.hflip = True
   config.data.num_workers = 0
+  # 'auto': hold the decoded training split in memory when it fits in cache_max_gb (GB);
+  # 'memory': always; 'none': decode every crop's images from disk. Same batches either
+  # way; see docs/training.md.
+  config.data.cache = 'auto'
+  config.data.cache_max_gb = 8.0
 
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 1e-3

@@ -330,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   # Shown once, by this handler, whatever handlers other libraries put on the root.
   propagate, logger.propagate = logger.propagate, False
   try:
+    from mh2f_jax import compile_cache
+    compile_cache.enable()
     return run(args)
   except errors.UserError as e:
     print(f'error: {e}', file=sys.stderr)

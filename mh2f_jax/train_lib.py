@@ -116,7 +116,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
               'checkpoint_every_steps', 'eval_every_steps', 'image_every_steps',
               'max_to_keep', 'num_eval_images', 'model', 'data.dataset',
               'data.data_dir', 'data.manual_dir', 'data.train_split', 'data.eval_split',
-              'data.patch_size', 'data.hflip', 'data.num_workers', 'optim.learning_rate',
+              'data.patch_size', 'data.hflip', 'data.num_workers', 'data.cache',
+              'data.cache_max_gb', 'optim.learning_rate',
               'optim.b1', 'optim.b2', 'optim.eps', 'optim.schedule', 'optim.decay_at',
               'optim.decay_factor', 'optim.warmup_steps', 'optim.grad_clip_norm',
               'loss.ssim_weight')
@@ -160,6 +161,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f'must be a positive integer, got {data.patch_size!r}')
   _require(_is_int(data.num_workers) and data.num_workers >= 0, 'data.num_workers',
            f'must be an integer >= 0, got {data.num_workers!r}')
+  _require(data.cache in input_pipeline.CACHE_CHOICES, 'data.cache',
+           f'must be one of {", ".join(input_pipeline.CACHE_CHOICES)}, got {data.cache!r}')
+  _require(isinstance(data.cache_max_gb, (int, float)) and not isinstance(
+      data.cache_max_gb, bool) and data.cache_max_gb >= 0, 'data.cache_max_gb',
+           f'must be a number of GB >= 0, got {data.cache_max_gb!r}')
 
   optim = config.optim
   _require(optim.schedule in SCHEDULES, 'optim.schedule',
@@ -628,6 +634,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     checkpointing.save_config(workdir, resolved)
 
   tx, schedule = create_optimizer(config.optim, num_train_steps)
+  train_source = input_pipeline.cache_source(train_source, config.data.cache,
+                                             config.data.cache_max_gb)
   train_iter = input_pipeline.create_train_iterator(
       train_source, global_batch_size=config.batch_size,
       patch_size=config.data.patch_size, hflip=config.data.hflip, seed=config.seed,
