@@ -91,17 +91,24 @@ def _tfds_source(name: str, data_dir: str | None):
     return None
 
 
-def measure_pipeline(source, args, num_batches: int | None = None) -> float:
-  """Returns crops/s after one warm-up batch (thread start-up excluded)."""
+def measure_pipeline(source, args, num_batches: int | None = None) -> tuple[float, float]:
+  """Returns crops per second of wall time and per second of this process's CPU time.
+
+  Both are taken after one warm-up batch (thread start-up excluded). On a host shared
+  with other work the wall-time rate drops with the load; the CPU-time rate (all threads
+  of this process) says what the pipeline costs whatever the load.
+  """
   num_batches = num_batches or args.num_batches
   it = input_pipeline.create_train_iterator(
       source, global_batch_size=args.batch_size, patch_size=args.patch_size,
       num_workers=args.num_workers, process_index=0, process_count=1)
   next(it)
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   for _ in range(num_batches):
     next(it)
-  return num_batches * args.batch_size / (time.perf_counter() - start)
+  crops = num_batches * args.batch_size
+  return (crops / (time.perf_counter() - start),
+          crops / max(time.process_time() - cpu_start, 1e-9))
 
 
 def measure_train_step(args) -> float | None:
@@ -173,16 +180,18 @@ def main() -> None:
     source = _tfds_source(args.tfds, args.data_dir)
     if source is not None:
       rates[f'tfds {args.tfds}'] = measure_pipeline(source, args)
-  for name, rate in rates.items():
-    print(f'pipeline [{name}]: {rate:.0f} crops/s = {rate / args.batch_size:.1f} batches/s')
+  for name, (rate, cpu_rate) in rates.items():
+    print(f'pipeline [{name}]: {rate:.0f} crops/s = {rate / args.batch_size:.1f} batches/s '
+          f'({cpu_rate:.0f} crops per CPU second of this process)')
   workers = max(1, args.num_workers)
-  print(f'decode path [png]: {rates["png"] / workers:.0f} crops/s per worker '
-        f'({args.num_workers} workers)')
+  print(f'decode path [png]: {rates["png"][0] / workers:.0f} crops/s per worker '
+        f'({args.num_workers} workers; {rates["png"][1]:.0f} crops per CPU second)')
+  print(f'load average after: {os.getloadavg()[0]:.1f}')
   if args.with_model:
     seconds = measure_train_step(args)
     if seconds is not None:
       print(f'model: {seconds:.2f} s/step = {1 / seconds:.2f} batches/s consumed')
-      for name, rate in rates.items():
+      for name, (rate, _) in rates.items():
         print(f'pipeline [{name}] / model: {rate / args.batch_size * seconds:.0f}x')
 
 

@@ -5,7 +5,8 @@ kernel) and timed in isolation, three ways: the forward convolution, the input g
 and the kernel gradient (each a jitted function of its own, medians of ``--repeats``
 alternating runs). The sum per class is set against the whole jitted train step; the
 rest (pooling, upsampling, concatenations, activations, attention, SSIM loss, Adam) is
-what remains. One JSON line.
+what remains. The kernel gradient is timed in both formulations (XLA's and
+``mh2f_jax.conv``'s GEMM); the step uses ``--conv_kernel_grad``. One JSON line.
 
 Usage::
 
@@ -27,6 +28,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.extend  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from mh2f_jax import conv  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mh2f_jax import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -80,6 +82,10 @@ def profile_convs(shapes, repeats: int) -> dict[str, float]:
             lambda x_: _conv(x_, k, padding), x)[1](dy)[0]),  # pylint: disable=cell-var-from-loop
         'conv_kernel_grad': jax.jit(lambda x, k, dy: jax.vjp(
             lambda k_: _conv(x, k_, padding), k)[1](dy)[0]),  # pylint: disable=cell-var-from-loop
+        'conv_kernel_grad_gemm': jax.jit(lambda x, k, dy: jax.vjp(
+            lambda k_: conv.conv_general_dilated(
+                x, k_, (1, 1), padding, dimension_numbers=jax.lax.conv_dimension_numbers(
+                    x.shape, k_.shape, ('NHWC', 'HWIO', 'NHWC'))), k)[1](dy)[0]),  # pylint: disable=cell-var-from-loop
     }
     for name, fn in fns.items():
       totals[name] += count * _timed(fn, (x, k, dy), repeats)
@@ -116,13 +122,18 @@ def main() -> None:
   parser.add_argument('--features', type=int, default=32)
   parser.add_argument('--blocks', type=int, default=8)
   parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--conv_kernel_grad', default='auto', choices=conv.KERNEL_GRAD_CHOICES,
+                      help='the formulation the timed train step uses')
   args = parser.parse_args()
-  model = model_lib.MH2FNet(features=args.features, num_blocks=args.blocks)
+  model = model_lib.MH2FNet(features=args.features, num_blocks=args.blocks,
+                            conv_kernel_grad=args.conv_kernel_grad)
   shapes = conv_shapes(model, args.batch, args.patch)
   step_s = time_step(model, args.batch, args.patch, args.repeats)
-  result = {'train_step_s': step_s, 'num_convs': len(shapes),
+  kernel_grad = conv.resolve(args.conv_kernel_grad)
+  result = {'train_step_s': step_s, 'step_kernel_grad': kernel_grad, 'num_convs': len(shapes),
             **profile_convs(shapes, args.repeats)}
-  conv_s = sum(result[k] for k in ('conv_forward', 'conv_input_grad', 'conv_kernel_grad'))
+  used = 'conv_kernel_grad_gemm' if kernel_grad == 'gemm' else 'conv_kernel_grad'
+  conv_s = sum(result[k] for k in ('conv_forward', 'conv_input_grad', used))
   result['other_s'] = step_s - conv_s
   result['load_avg_1min'] = os.getloadavg()[0]
   print(json.dumps(result))

@@ -59,6 +59,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.global_residual = False
   config.model.dtype = 'float32'  # computation dtype: 'float32' | 'bfloat16'
   config.model.remat = False
+  # Kernel gradients of the convolutions: 'auto' ('gemm' on CPU, 'xla' elsewhere), 'xla'
+  # or 'gemm'; the same math, gradients equal to float rounding (docs/performance.md).
+  config.model.conv_kernel_grad = 'auto'
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = 'rain200l'

@@ -1,4 +1,4 @@
-"""A convolution whose kernel gradient is one matrix product (experimental).
+"""A convolution whose kernel gradient is one matrix product.
 
 The forward pass and the input gradient are XLA's own convolutions. The kernel gradient
 of a stride-1 NHWC convolution ``dW[i, j] = sum_{n,h,w} xp[n, h+i, w+j] * dy[n, h, w]``
@@ -7,12 +7,16 @@ offset of ``i * Wp + j`` rows, so stacking the ``kh * kw`` row-shifted copies of
 operand with fewer channels turns all taps into a single GEMM over ``N * Hp * Wp`` rows.
 The result equals XLA's kernel gradient up to float summation order.
 
-See docs/performance.md for what it measured against XLA's formulation.
+XLA's CPU backend computes kernel gradients at a fraction of the speed of its forward
+convolutions; this formulation makes the whole train step faster there (measured in
+docs/performance.md). GPUs keep XLA's own (cuDNN) kernel gradient.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+import contextlib
+import contextvars
 import functools
 from typing import Any
 
@@ -21,6 +25,9 @@ from jax import lax
 import jax.numpy as jnp
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
+KERNEL_GRAD_CHOICES = ('auto', 'xla', 'gemm')
+# The formulation the convolutions being built use; set by the model around its call.
+_KERNEL_GRAD = contextvars.ContextVar('mh2f_kernel_grad', default='xla')
 
 
 def _pads(x_shape, k_shape, padding) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -104,3 +111,25 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
         feature_group_count=feature_group_count, batch_group_count=batch_group_count,
         precision=precision, preferred_element_type=preferred_element_type)
   return _conv(lhs, rhs, _pads(lhs.shape, rhs.shape, padding))
+
+
+def resolve(choice: str) -> str:
+  """Returns 'xla' or 'gemm' for a ``KERNEL_GRAD_CHOICES`` entry ('auto': by backend)."""
+  if choice == 'auto':
+    return 'gemm' if jax.default_backend() == 'cpu' else 'xla'
+  return choice
+
+
+@contextlib.contextmanager
+def kernel_grad(choice: str) -> Iterator[None]:
+  """Makes :func:`current` return the convolution of ``choice`` inside the block."""
+  token = _KERNEL_GRAD.set(resolve(choice))
+  try:
+    yield
+  finally:
+    _KERNEL_GRAD.reset(token)
+
+
+def current():
+  """The ``conv_general_dilated`` function for convolutions built now."""
+  return conv_general_dilated if _KERNEL_GRAD.get() == 'gemm' else lax.conv_general_dilated

@@ -59,6 +59,9 @@ SCHEDULES = ('multistep', 'cosine', 'constant')
 # may change on resume; see docs/training.md.
 FROZEN_FIELDS = ('model', 'seed', 'batch_size', 'data.dataset', 'data.train_split',
                  'data.num_workers')
+# Inside the frozen blocks, but free to change on resume: how the same network is
+# computed (and absent from workdirs written before the field existed).
+UNFROZEN_FIELDS = ('model.conv_kernel_grad',)
 METRICS_FILE = 'metrics.jsonl'
 TENSORBOARD_DIR = 'tensorboard'
 # Eval images shown as rainy | derained | clean grids.
@@ -241,7 +244,7 @@ def config_differences(saved: Mapping[str, Any], given: Mapping[str, Any],
     a, b = {}, {}
     flatten(field, lookup(saved, field), a)
     flatten(field, lookup(given, field), b)
-    for key in sorted(set(a) | set(b)):
+    for key in sorted((set(a) | set(b)) - set(UNFROZEN_FIELDS)):
       va, vb = a.get(key, missing), b.get(key, missing)
       if norm(va) != norm(vb):
         show = lambda v: '(absent)' if v is missing else json.dumps(norm(v))

@@ -40,3 +40,30 @@ def test_other_convolutions_go_to_lax_unchanged():
   strided = conv.conv_general_dilated(x, k, (2, 2), 'SAME', dimension_numbers=dn)
   np.testing.assert_array_equal(
       strided, lax.conv_general_dilated(x, k, (2, 2), 'SAME', dimension_numbers=dn))
+
+
+def test_model_gradients_equal_with_either_kernel_gradient():
+  from mh2f_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  images = rng.random((2, 12, 12, 3), np.float32)
+  target = rng.random((2, 12, 12, 3), np.float32)
+  grads = {}
+  for choice in ('xla', 'gemm'):
+    net = model_lib.MH2FNet(features=8, num_blocks=2, conv_kernel_grad=choice)
+    params = net.init(jax.random.key(0), images)['params']
+    # The zero-initialised gammas would zero most gradients: move off them.
+    params = jax.tree.map(lambda p: p + 0.05, params)
+    loss = lambda p, net=net: jax.numpy.mean(jax.numpy.abs(net.apply({'params': p}, images)
+                                                          - target))
+    grads[choice] = jax.grad(loss)(params)
+  flat_x, flat_g = jax.tree.leaves(grads['xla']), jax.tree.leaves(grads['gemm'])
+  assert len(flat_x) == len(flat_g)
+  for w, g in zip(flat_x, flat_g):
+    np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 * np.abs(w).max())
+
+
+def test_auto_uses_gemm_on_cpu_only():
+  assert conv.resolve('auto') == ('gemm' if jax.default_backend() == 'cpu' else 'xla')
+  with conv.kernel_grad('gemm'):
+    assert conv.current() is conv.conv_general_dilated
+  assert conv.current() is lax.conv_general_dilated

@@ -310,6 +310,8 @@ def test_config_differences_allow_non_frozen_changes():
                                 'data.patch_size': 32}).to_dict()
   assert train_lib.config_differences(a, b) == []
   c = train_helper.tiny_config({'seed': 3, 'batch_size': 4}).to_dict()
+  cached = train_helper.tiny_config({'data.cache': 'none', 'data.cache_max_gb': 1.0})
+  assert train_lib.config_differences(a, cached.to_dict()) == []  # same batches
   assert train_lib.config_differences(a, c) == ['batch_size: saved 8, given 4',
                                                 'seed: saved 0, given 3']
 
@@ -322,6 +324,8 @@ def test_config_differences_allow_non_frozen_changes():
     ('log_every_steps', 0, 'log_every_steps'),
     ('num_eval_images', -2, 'num_eval_images'),
     ('model.fusion', 'sum', 'model.fusion'),
+    ('data.cache', 'disk', 'data.cache'),
+    ('data.cache_max_gb', -1.0, 'data.cache_max_gb'),
 ])
 def test_bad_config_values_name_the_field(field, value, fragment):
   config = train_helper.tiny_config({field: value})
