@@ -262,7 +262,7 @@ def cache_source(source: Sequence[Mapping[str, Any]], mode: str = 'auto',
     raise ValueError(f'cache mode must be one of {", ".join(CACHE_CHOICES)}, got {mode!r}')
   if isinstance(max_gb, bool) or not isinstance(max_gb, (int, float)) or max_gb < 0:
     raise ValueError(f'cache_max_gb must be a number >= 0, got {max_gb!r}')
-  if mode == 'none' or isinstance(source, MemorySource) or len(source) == 0:  # pylint: disable=g-explicit-length-test
+  if mode == 'none' or isinstance(source, MemorySource) or not len(source):
     return source
   if mode == 'auto':
     estimate = estimate_nbytes(source)

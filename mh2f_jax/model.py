@@ -257,10 +257,7 @@ class MH2FNet(nn.Module):
       replaces global residual learning).
     dtype: computation dtype; parameters are always float32, the output float32.
     remat: rematerialise each MHEB in the backward pass (less memory, more compute).
-    conv_kernel_grad: how the convolutions' kernel gradients are computed: 'xla',
-      'gemm' (``mh2f_jax.conv``: the same sums as one matrix product, faster on CPUs)
-      or 'auto' ('gemm' on a CPU backend, else 'xla'). Gradients agree to float
-      rounding; the forward pass is the same.
+    conv_kernel_grad: 'xla', 'gemm' (``mh2f_jax.conv``) or 'auto' ('gemm' on CPU only).
 
   Raises:
     ModelConfigError: (a ``ValueError``) at construction for an invalid field.
@@ -311,10 +308,8 @@ class MH2FNet(nn.Module):
         raise ModelConfigError(f'model.{name} must be True or False, '
                                f'got {getattr(self, name)!r}')
     if self.conv_kernel_grad not in conv_lib.KERNEL_GRAD_CHOICES:
-      raise ModelConfigError(
-          'model.conv_kernel_grad must be one of '
-          f'{", ".join(map(repr, conv_lib.KERNEL_GRAD_CHOICES))}, '
-          f'got {self.conv_kernel_grad!r}')
+      raise ModelConfigError('model.conv_kernel_grad must be one of %s, got %r' % (
+          ', '.join(map(repr, conv_lib.KERNEL_GRAD_CHOICES)), self.conv_kernel_grad))
     try:
       floating = jnp.issubdtype(jnp.dtype(self.dtype), jnp.floating)
     except TypeError:
@@ -341,11 +336,10 @@ class MH2FNet(nn.Module):
       ValueError: if ``images`` is not a 4-D float array with 3 channels.
     """
     with conv_lib.kernel_grad(self.conv_kernel_grad):
-      return self.derain(images)
+      return self._network(images)
 
   @nn.compact
-  def derain(self, images: jax.Array) -> jax.Array:
-    """The network itself (see ``__call__``)."""
+  def _network(self, images: jax.Array) -> jax.Array:
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f'images must have shape (B, H, W, 3), got {images.shape}')
     if not jnp.issubdtype(images.dtype, jnp.floating):
