@@ -58,6 +58,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--cache', default='auto', choices=input_pipeline.CACHE_CHOICES,
                       help='data.cache for --pipeline')
   parser.add_argument('--num_workers', type=int, default=0, help='for --pipeline')
+  parser.add_argument('--conv_kernel_grad', default='auto',
+                      choices=('auto', 'xla', 'gemm'), help='model.conv_kernel_grad')
   parser.add_argument('--compilation_cache', default='off',
                       help="a directory, or 'off' (default: compile from scratch)")
   return parser.parse_args(argv)
@@ -69,6 +71,7 @@ def _config(args: argparse.Namespace):
   config.model.features = args.features
   config.model.num_blocks = args.blocks
   config.model.dtype = 'bfloat16' if args.bf16 else 'float32'
+  config.model.conv_kernel_grad = args.conv_kernel_grad
   config.optim.schedule = 'constant'  # the peer's plain Adam 1e-3
   config.data.patch_size = args.patch
   return config
