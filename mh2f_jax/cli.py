@@ -120,7 +120,7 @@ def _help_text(prog: str, doc: str, values: flags.FlagValues) -> str:
 def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
         define_flags: Callable[[flags.FlagValues, Sequence[str]], None],
         argv: Sequence[str] | None = None, *, prog: str, doc: str,
-        log_level: int = logging.WARNING) -> int:
+        log_level: int = logging.WARNING, compile_cache: bool = True) -> int:
   """Parses ``argv`` into the tool's flags and runs ``main``; returns the exit status.
 
   Args:
@@ -131,6 +131,8 @@ def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
     prog: the program name for messages.
     doc: the tool's help text (``--help`` prints it and the flags).
     log_level: absl level of the logs shown on stderr.
+    compile_cache: turn JAX's persistent compilation cache on (``mh2f_jax.compile_cache``:
+      a per-user folder, ``MH2F_COMPILATION_CACHE=DIR`` or ``off``).
 
   Returns:
     ``main``'s status, 0 for ``--help``, or 2 for a user error.
@@ -155,6 +157,9 @@ def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
     flags.FLAGS.mark_as_parsed()
   try:
     with log_policy(log_level):
+      if compile_cache:
+        from mh2f_jax import compile_cache as cache_lib  # pylint: disable=g-import-not-at-top
+        logging.info('compilation cache: %s', cache_lib.enable() or 'off')
       status = main(values, positional)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)

@@ -120,6 +120,11 @@ FIELDS: tuple[Field, ...] = (
           '(parameters stay float32)', frozen=True),
     Field('model.remat', False, 'recompute each MHEB in the backward pass: less memory, '
           'more compute', frozen=True),
+    # How the same network's gradients are computed: may change on resume, and is absent
+    # from workdirs written before it existed.
+    Field('model.conv_kernel_grad', 'auto', "convolution kernel gradients: `'auto'` "
+          "(`'gemm'` on CPU, `'xla'` elsewhere), `'xla'` or `'gemm'`; same math "
+          '(docs/performance.md)'),
     Field('data.dataset', 'rain200l', 'a builder name of docs/data.md, e.g. '
           '`synthetic_rain/heavy`, `paired_folder`',
           'a dataset name (e.g. rain200l, synthetic_rain/heavy)',
@@ -138,6 +143,15 @@ FIELDS: tuple[Field, ...] = (
           lambda v: isinstance(v, (bool, np.bool_))),
     Field('data.num_workers', 0, 'Grain worker processes (0: threads in the training '
           'process)', 'an integer >= 0', _int_at_least(0), frozen=True),
+    Field('data.cache', 'auto', "`'memory'`: decode the training split once and crop from "
+          "memory; `'none'`: decode both images of every crop from disk; `'auto'`: memory "
+          'when the decoded split is estimated (from 8 decoded pairs) to fit '
+          '`data.cache_max_gb`. The batches are identical in all three modes',
+          "one of 'auto', 'memory', 'none'",
+          lambda v: v in ('auto', 'memory', 'none')),
+    Field('data.cache_max_gb', 8.0, 'the `auto` limit, in GB of decoded uint8 images per '
+          'process (Rain200H: 1.7 GB; SPA-Data: about 250 GB, so it streams)',
+          'a number of GB >= 0', lambda v: _is_number(v) and v >= 0),
     Field('optim.learning_rate', 1e-3, 'Adam learning rate', '> 0',
           lambda v: _is_number(v) and v > 0),
     Field('optim.b1', 0.9, 'Adam beta 1', 'in [0, 1)', lambda v: _is_number(v) and 0 <= v < 1),

@@ -6,18 +6,26 @@ the ``tfds.data_source`` returned by :func:`mh2f_jax.datasets.get_source` or a p
 Python list.
 
 Training (:func:`create_train_iterator`)
-  ``source -> seed -> shuffle -> repeat (forever) -> paired crop/flip -> per-process
-  slice -> batch``. The shuffle sits before the repeat, so Grain folds the epoch into
-  the shuffle seed and every epoch comes in a new order. The crop/flip is a Grain
-  ``RandomMap``: Grain hands each record a generator seeded from the pipeline seed and
-  the record's *global* position, so a seed fixes the data exactly, every epoch gets new
-  crops, and processes never share random draws. The per-process slice comes after the
-  repeat, so within each epoch the processes see disjoint examples that together cover
-  the dataset. Each batch holds ``global_batch_size // process_count`` patches; the
-  pipeline is infinite, so no partial batch is ever produced. Grain's shuffle is a block
-  cipher over at least 2**16 positions, so on a dataset of only a few dozen examples it
-  costs about a millisecond per record (roughly 30 ms / N); from a few hundred examples
-  up it is negligible next to decoding.
+  ``record indices -> seed -> shuffle -> repeat (forever) -> global batches -> crop/flip
+  draws -> this process's part, read and cropped``. The shuffle sits before the repeat,
+  so Grain folds the epoch into the shuffle seed and every epoch comes in a new order.
+  The draws are a Grain ``RandomMap`` over whole *global* batches: Grain hands each batch
+  a generator seeded from the pipeline seed and the batch's position, so a seed fixes the
+  data exactly and every epoch gets new crops. Every process draws the same numbers and
+  keeps its contiguous part of the global batch (``global_batch_size // process_count``
+  patches), so a run on several processes sees exactly the batches of a run on one, and
+  within each epoch the processes see disjoint examples that together cover the dataset.
+  The pipeline is infinite, so no partial batch is ever produced. Working on whole
+  batches rather than records keeps Grain's per-element cost (about 0.2 ms) per batch:
+  from memory the pipeline yields several thousand crops per second on two cores.
+  Grain's shuffle is a block cipher over at least 2**16 positions, so on a dataset of
+  only a few dozen examples it costs about a millisecond per record (roughly 30 ms / N);
+  from a few hundred examples up it is negligible.
+
+Caching (:func:`cache_source`)
+  Streaming from a ``tfds.data_source`` decodes two PNGs per crop. ``cache_source``
+  decodes a split once and holds it in memory ('memory', or 'auto' when the estimate fits
+  ``data.cache_max_gb``); large sets keep streaming. The batches are the same either way.
 
 Images smaller than the patch
   An image whose height or width is below ``patch_size`` is padded on the bottom and/or
@@ -31,7 +39,7 @@ Sources of a config
 
 Iterator state
   The training iterator is a ``grain.DatasetIterator``. Its ``get_state()`` is a small
-  JSON-serialisable dict (with 0 workers, ``{'next_index': <records consumed>}``);
+  JSON-serialisable dict (with 0 workers, ``{'next_index': <batches consumed>}``);
   ``set_state()`` on an iterator built with the same arguments resumes the exact batch
   sequence, and ``grain.checkpoint.CheckpointSave`` / ``CheckpointRestore`` store it next
   to the model state with Orbax. The state's format depends on ``num_workers``: keep it
@@ -46,24 +54,26 @@ absl flags
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent import futures
 import os
 from typing import Any
 
 from absl import flags
+from absl import logging
 import grain
 import numpy as np
 
 from mh2f_jax import files
 from mh2f_jax.errors import UserError
 
-# Threads that read and crop records in parallel inside one process: one per core, at
-# least 2, at most 8. They overlap the work done in C without the GIL (Grain's index
-# shuffle, image decoding); many more threads than cores only contend for the GIL
+# Threads that read and crop batches in parallel inside one process: one per core, at
+# least 2, at most 8. They overlap the work done in C without the GIL (image decoding,
+# copying patches); many more threads than cores only contend for the GIL
 # (docs/architecture.md, Design measurements).
 _TRAIN_READ_THREADS = max(2, min(8, os.cpu_count() or 1))
-# Records (not batches) read ahead: about two batches' worth keeps the model fed without
-# burning CPU far ahead of the train step, which shares the same cores on a CPU host.
-_MIN_TRAIN_PREFETCH = 32
+# Batches read ahead: enough to keep every thread busy without burning CPU far ahead of
+# the train step, which shares the same cores on a CPU host.
+_TRAIN_PREFETCH = 4
 # Full-size evaluation images are large: read ahead only a few.
 _EVAL_READ_THREADS = 2
 _EVAL_PREFETCH = 4
@@ -115,38 +125,150 @@ def _pad_to(image: np.ndarray, patch_size: int) -> np.ndarray:
   return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode='symmetric')
 
 
-class PairedRandomCrop(grain.transforms.RandomMap):
-  """Crops the same random window from rainy and clean, then maybe flips both.
+def _crop_pair(rainy: np.ndarray, clean: np.ndarray, patch_size: int,
+               draws: np.ndarray, hflip: bool) -> tuple[np.ndarray, np.ndarray]:
+  """Cuts the same window from both images (padding small ones), maybe flipped.
 
-  The output holds only ``'rainy'`` and ``'clean'`` (uint8, ``(P, P, 3)``), so batches
-  stack without ragged fields.
+  ``draws`` holds three uniform numbers in [0, 1): the top and left of the window as
+  fractions of the possible range, and the flip decision (flipped when < 1/2).
+  """
+  p = patch_size
+  rainy, clean = _pad_to(rainy, p), _pad_to(clean, p)
+  height, width = rainy.shape[:2]
+  top = int(draws[0] * (height - p + 1))
+  left = int(draws[1] * (width - p + 1))
+  window = (slice(top, top + p), slice(left, left + p))
+  rainy, clean = rainy[window], clean[window]
+  if hflip and draws[2] < 0.5:
+    rainy, clean = rainy[:, ::-1], clean[:, ::-1]
+  return rainy, clean
 
-  Attributes:
-    patch_size: side ``P`` of the square patch.
-    hflip: whether to flip both patches left-right with probability 1/2.
+
+class _DrawCrops(grain.transforms.RandomMap):
+  """Draws the crop windows and flips of one global batch of record indices.
+
+  Grain seeds the generator from the pipeline seed and the batch's position, so every
+  process draws the same numbers for the same global batch.
   """
 
-  def __init__(self, patch_size: int, hflip: bool):
+  def random_map(self, element: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    # Draw all three numbers every time, so the crops do not depend on `hflip`.
+    return {'index': np.asarray(element), 'draws': rng.random((len(element), 3))}
+
+
+class _LocalPatches(grain.transforms.Map):
+  """Reads this process's records of a global batch and cuts their patches.
+
+  Attributes:
+    source: the random-access source of example dicts.
+    patch_size: side ``P`` of the square patches.
+    hflip: whether to flip left-right (when the record's draw says so).
+    local: the slice of the global batch this process keeps.
+  """
+
+  def __init__(self, source: Sequence[Mapping[str, Any]], patch_size: int, hflip: bool,
+               local: slice):
+    self.source = source
     self.patch_size = patch_size
     self.hflip = hflip
+    self.local = local
 
-  def random_map(self, element: Mapping[str, Any],
-                 rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Returns the paired patch of one example (see class docstring)."""
-    name = files.decode_name(element.get('name', '<unnamed>'))
-    rainy, clean = _checked_pair(element, name)
+  def map(self, element: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Returns ``{'rainy', 'clean'}`` uint8 ``(B_local, P, P, 3)``."""
     p = self.patch_size
-    rainy, clean = _pad_to(rainy, p), _pad_to(clean, p)
-    height, width = rainy.shape[:2]
-    # Draw all three numbers every time, so the crop does not depend on `hflip`.
-    top = int(rng.integers(0, height - p + 1))
-    left = int(rng.integers(0, width - p + 1))
-    flip = bool(rng.random() < 0.5) and self.hflip
-    window = (slice(top, top + p), slice(left, left + p))
-    rainy, clean = rainy[window], clean[window]
-    if flip:
-      rainy, clean = rainy[:, ::-1], clean[:, ::-1]
-    return {'rainy': np.ascontiguousarray(rainy), 'clean': np.ascontiguousarray(clean)}
+    indices = element['index'][self.local]
+    draws = element['draws'][self.local]
+    out = {'rainy': np.empty((len(indices), p, p, 3), np.uint8),
+           'clean': np.empty((len(indices), p, p, 3), np.uint8)}
+    for k, (index, draw) in enumerate(zip(indices, draws)):
+      example = self.source[int(index)]
+      rainy, clean = _checked_pair(example, files.decode_name(example.get('name', index)))
+      out['rainy'][k], out['clean'][k] = _crop_pair(rainy, clean, p, draw, self.hflip)
+    return out
+
+
+CACHE_CHOICES = ('auto', 'memory', 'none')
+# Examples decoded to estimate a split's size in memory (spread over the split).
+_SIZE_SAMPLES = 8
+
+
+class MemorySource(Sequence):
+  """A training split held decoded in memory: a list of checked example dicts.
+
+  Attributes:
+    examples: ``{'rainy', 'clean', 'name'}`` per example, in source order; the images
+      are uint8 ``(H, W, 3)`` arrays already checked to form a pair.
+    nbytes: bytes held by the images.
+  """
+
+  def __init__(self, examples: list[dict[str, Any]]):
+    self.examples = examples
+    self.nbytes = sum(e['rainy'].nbytes + e['clean'].nbytes for e in examples)
+
+  def __len__(self) -> int:
+    return len(self.examples)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return self.examples[index]
+
+
+def _decoded(source: Sequence[Mapping[str, Any]], index: int) -> dict[str, Any]:
+  example = source[index]
+  name = files.decode_name(example.get('name', str(index)))
+  rainy, clean = _checked_pair(example, name)
+  return {'rainy': rainy, 'clean': clean, 'name': name}
+
+
+def estimate_nbytes(source: Sequence[Mapping[str, Any]]) -> int:
+  """Estimates the bytes a split's decoded images take, from a few decoded examples."""
+  n = len(source)
+  picks = sorted({int(i) for i in np.linspace(0, n - 1, min(n, _SIZE_SAMPLES))})
+  sample = [_decoded(source, i) for i in picks]
+  mean = np.mean([e['rainy'].nbytes + e['clean'].nbytes for e in sample])
+  return int(mean * n)
+
+
+def cache_source(source: Sequence[Mapping[str, Any]], mode: str = 'auto',
+                 max_gb: float = 8.0) -> Sequence[Mapping[str, Any]]:
+  """Returns the training source to read from: in memory (decoded once) or as given.
+
+  Decoding two PNGs per crop limits a streamed split to a few hundred crops per second
+  on a small host; cropping from decoded images in memory is about twenty times faster.
+  Each process holds the whole split: over the epochs it reads every example.
+
+  Args:
+    source: a random-access source of example dicts (e.g. a ``tfds.data_source``).
+    mode: 'memory' (always decode into memory), 'none' (stream from ``source``) or
+      'auto' (memory when the decoded split is estimated at <= ``max_gb``).
+    max_gb: the 'auto' limit in GB (1e9 bytes).
+
+  Returns:
+    A :class:`MemorySource`, or ``source`` itself. Both give the same batches for the
+    same seed: the cache changes the speed only.
+
+  Raises:
+    ValueError: an unknown mode or a negative ``max_gb``.
+    UserError: an example that is not a uint8 (H, W, 3) pair (while decoding).
+  """
+  if mode not in CACHE_CHOICES:
+    raise ValueError(f'cache mode must be one of {", ".join(CACHE_CHOICES)}, got {mode!r}')
+  if isinstance(max_gb, bool) or not isinstance(max_gb, (int, float)) or max_gb < 0:
+    raise ValueError(f'cache_max_gb must be a number >= 0, got {max_gb!r}')
+  if mode == 'none' or isinstance(source, MemorySource) or not len(source):
+    return source
+  if mode == 'auto':
+    estimate = estimate_nbytes(source)
+    if estimate > max_gb * 1e9:
+      logging.info('training split streams from disk: %.1f GB decoded > '
+                   'data.cache_max_gb=%g', estimate / 1e9, max_gb)
+      return source
+  # Decoding (PIL, OpenCV) releases the GIL: threads use every core.
+  with futures.ThreadPoolExecutor(_TRAIN_READ_THREADS) as pool:
+    examples = list(pool.map(lambda i: _decoded(source, i), range(len(source))))
+  cached = MemorySource(examples)
+  logging.info('training split held in memory: %d examples, %.2f GB', len(cached),
+               cached.nbytes / 1e9)
+  return cached
 
 
 def _process_index_and_count(process_index: int | None,
@@ -212,16 +334,16 @@ def create_train_iterator(source: Sequence[Mapping[str, Any]], *,
   mark_flags_parsed()
   per_process_batch = global_batch_size // process_count
 
-  ds = grain.MapDataset.source(source).seed(seed)
+  ds = grain.MapDataset.range(len(source)).seed(seed)
   # Shuffle before repeat: Grain then reshuffles with a new seed every epoch.
-  ds = ds.shuffle().repeat(None)
-  # Crop before slicing so each record's generator is seeded by its global position.
-  ds = ds.random_map(PairedRandomCrop(patch_size, hflip))
-  ds = ds[process_index::process_count]
-  read_options = grain.ReadOptions(
-      num_threads=_TRAIN_READ_THREADS,
-      prefetch_buffer_size=max(_MIN_TRAIN_PREFETCH, 2 * per_process_batch))
-  it_ds = ds.to_iter_dataset(read_options).batch(per_process_batch, drop_remainder=True)
+  ds = ds.shuffle().repeat(None).batch(global_batch_size, drop_remainder=True)
+  # Whole global batches from here on: every process draws the same crops and keeps its
+  # own contiguous part, which is the part `make_array_from_process_local_data` expects.
+  ds = ds.random_map(_DrawCrops())
+  local = slice(process_index * per_process_batch, (process_index + 1) * per_process_batch)
+  ds = ds.map(_LocalPatches(source, patch_size, hflip, local))
+  it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_TRAIN_READ_THREADS,
+                                               prefetch_buffer_size=_TRAIN_PREFETCH))
   if num_workers > 0:
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return iter(it_ds)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mh2f_jax import conv as conv_lib
 from mh2f_jax import errors
 
 DISTILL_CHOICES = ('hadb', 'concat')
@@ -47,7 +48,7 @@ PAD_MULTIPLE = 4
 # Fields of MH2FNet a config block may set (the model section of the config schema).
 CONFIG_FIELDS = ('features', 'num_blocks', 'dcr_layers', 'dcr_growth',
                  'attention_reduction', 'distill', 'fusion', 'global_residual',
-                 'dtype', 'remat')
+                 'dtype', 'remat', 'conv_kernel_grad')
 
 
 class ModelConfigError(errors.UserError, ValueError):
@@ -61,7 +62,8 @@ class ModelConfigError(errors.UserError, ValueError):
 def _conv(features: int, kernel: int, dtype: Any, name: str) -> nn.Conv:
   """Square stride-1 conv with bias and zero 'SAME' padding; float32 parameters."""
   return nn.Conv(features, (kernel, kernel), strides=1, padding='SAME', use_bias=True,
-                 dtype=dtype, param_dtype=jnp.float32, name=name)
+                 dtype=dtype, param_dtype=jnp.float32, name=name,
+                 conv_general_dilated=conv_lib.current())
 
 
 def _pool2(x: jax.Array) -> jax.Array:
@@ -255,6 +257,7 @@ class MH2FNet(nn.Module):
       replaces global residual learning).
     dtype: computation dtype; parameters are always float32, the output float32.
     remat: rematerialise each MHEB in the backward pass (less memory, more compute).
+    conv_kernel_grad: 'xla', 'gemm' (``mh2f_jax.conv``) or 'auto' ('gemm' on CPU only).
 
   Raises:
     ModelConfigError: (a ``ValueError``) at construction for an invalid field.
@@ -269,6 +272,7 @@ class MH2FNet(nn.Module):
   global_residual: bool = False
   dtype: Any = jnp.float32
   remat: bool = False
+  conv_kernel_grad: str = 'auto'
 
   def __post_init__(self):
     self._validate()
@@ -303,6 +307,9 @@ class MH2FNet(nn.Module):
       if not isinstance(getattr(self, name), (bool, np.bool_)):
         raise ModelConfigError(f'model.{name} must be True or False, '
                                f'got {getattr(self, name)!r}')
+    if self.conv_kernel_grad not in conv_lib.KERNEL_GRAD_CHOICES:
+      raise ModelConfigError('model.conv_kernel_grad must be one of %s, got %r' % (
+          ', '.join(map(repr, conv_lib.KERNEL_GRAD_CHOICES)), self.conv_kernel_grad))
     try:
       floating = jnp.issubdtype(jnp.dtype(self.dtype), jnp.floating)
     except TypeError:
@@ -316,7 +323,6 @@ class MH2FNet(nn.Module):
     """The DCR growth actually used."""
     return self.features // 2 if self.dcr_growth is None else self.dcr_growth
 
-  @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:
     """Derains a batch.
 
@@ -329,6 +335,11 @@ class MH2FNet(nn.Module):
     Raises:
       ValueError: if ``images`` is not a 4-D float array with 3 channels.
     """
+    with conv_lib.kernel_grad(self.conv_kernel_grad):
+      return self._network(images)
+
+  @nn.compact
+  def _network(self, images: jax.Array) -> jax.Array:
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f'images must have shape (B, H, W, 3), got {images.shape}')
     if not jnp.issubdtype(images.dtype, jnp.floating):

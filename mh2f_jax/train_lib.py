@@ -236,7 +236,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
     checkpointing.save_config(workdir, {**config.to_dict(), 'num_train_steps': num_train_steps})
   tx, schedule = optim.create_optimizer(config.optim, num_train_steps)
   train_iter = input_pipeline.create_train_iterator(
-      train_source, global_batch_size=config.batch_size, patch_size=config.data.patch_size,
+      input_pipeline.cache_source(train_source, config.data.cache, config.data.cache_max_gb),
+      global_batch_size=config.batch_size, patch_size=config.data.patch_size,
       hflip=config.data.hflip, seed=config.seed, num_workers=config.data.num_workers)
   manager = checkpointing.create_train_manager(workdir, max_to_keep=config.max_to_keep)
   state = checkpointing.restore_train_state(

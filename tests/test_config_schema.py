@@ -21,6 +21,9 @@ def test_config_differences_allow_non_frozen_changes():
                                 'data.patch_size': 32}).to_dict()
   assert config_schema.config_differences(a, b) == []
   c = train_helper.tiny_config({'seed': 3, 'batch_size': 4}).to_dict()
+  cached = train_helper.tiny_config({'data.cache': 'none', 'data.cache_max_gb': 1.0,
+                                     'model.conv_kernel_grad': 'xla'})
+  assert config_schema.config_differences(a, cached.to_dict()) == []  # same batches
   assert config_schema.config_differences(a, c) == ['batch_size: saved 8, given 4',
                                                 'seed: saved 0, given 3']
 
@@ -33,6 +36,8 @@ def test_config_differences_allow_non_frozen_changes():
     ('log_every_steps', 0, 'log_every_steps'),
     ('num_eval_images', -2, 'num_eval_images'),
     ('model.fusion', 'sum', 'model.fusion'),
+    ('data.cache', 'disk', 'data.cache'),
+    ('data.cache_max_gb', -1.0, 'data.cache_max_gb'),
 ])
 def test_bad_config_values_name_the_field(field, value, fragment):
   config = train_helper.tiny_config({field: value})
@@ -86,3 +91,10 @@ def test_documented_field_table_is_the_schema(path):
       f'the config table in {path} differs from config_schema.markdown_table(); '
       'paste the output of python -c "from mh2f_jax import config_schema; '
       'print(config_schema.markdown_table())"')
+
+
+def test_cache_modes_are_the_pipelines():
+  from mh2f_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  field = config_schema.BY_NAME['data.cache']
+  assert all(field.check(m) for m in input_pipeline.CACHE_CHOICES)
+  assert not field.check('disk')

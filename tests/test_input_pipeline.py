@@ -229,3 +229,60 @@ def test_eval_iterator_num_images():
   assert len(names(input_pipeline.create_eval_iterator(source, num_images=50))) == 5
   with pytest.raises(ValueError, match='num_images'):
     input_pipeline.create_eval_iterator(source, num_images=-1)
+
+
+class _CountingSource:
+  """A source that counts reads, like a tfds source that decodes on every access."""
+
+  def __init__(self, examples):
+    self.examples = examples
+    self.reads = 0
+
+  def __len__(self):
+    return len(self.examples)
+
+  def __getitem__(self, index):
+    self.reads += 1
+    return self.examples[index]
+
+
+def test_memory_cache_gives_the_streamed_batches_and_resumes_exactly():
+  streamed = _CountingSource(_source(12))
+  cached = input_pipeline.cache_source(streamed, 'memory')
+  assert isinstance(cached, input_pipeline.MemorySource) and len(cached) == 12
+  reads = streamed.reads
+  expected = _take(_train(streamed, seed=2), 6)
+  it = _train(cached, seed=2)
+  first = _take(it, 2)
+  state = json.loads(json.dumps(it.get_state()))
+  rest = _take(it, 4)
+  _assert_batches_equal(first + rest, expected)
+  resumed = _train(input_pipeline.cache_source(streamed, 'memory'), seed=2)
+  resumed.set_state(state)
+  _assert_batches_equal(_take(resumed, 4), rest)
+  assert cached[3]['name'] == 'rain/003.png'
+  before = streamed.reads
+  _take(_train(cached, seed=2), 3)
+  assert streamed.reads == before  # the cached iterator never touches the source
+  assert reads == 12
+
+
+def test_auto_cache_holds_small_splits_and_streams_large_ones():
+  source = _source(6)
+  nbytes = sum(e['rainy'].nbytes + e['clean'].nbytes for e in source)
+  assert input_pipeline.estimate_nbytes(source) == pytest.approx(nbytes, rel=0.5)
+  assert input_pipeline.cache_source(source, 'auto', max_gb=0) is source
+  cached = input_pipeline.cache_source(source, 'auto', max_gb=1)
+  assert isinstance(cached, input_pipeline.MemorySource) and cached.nbytes == nbytes
+  assert input_pipeline.cache_source(source, 'none') is source
+  with pytest.raises(ValueError, match='cache mode'):
+    input_pipeline.cache_source(source, 'disk')
+  with pytest.raises(ValueError, match='cache_max_gb'):
+    input_pipeline.cache_source(source, 'auto', max_gb=-1)
+
+
+def test_cache_names_a_bad_example():
+  bad = _example(0, 20, 20, b'pairs/odd_one.png')
+  bad['clean'] = bad['clean'][:, :19]
+  with pytest.raises(UserError, match='pairs/odd_one.png'):
+    input_pipeline.cache_source([_example(1, 20, 20, b'ok.png'), bad], 'memory')

@@ -57,7 +57,8 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
 
 def run(argv: Sequence[str] | None = None) -> int:
   """The ``datasets`` command; ``argv`` without the program name (None: ``sys.argv``)."""
-  return cli.run(main, define_flags, argv, prog='python -m mh2f_jax.datasets', doc=__doc__)
+  return cli.run(main, define_flags, argv, prog='python -m mh2f_jax.datasets', doc=__doc__,
+                 compile_cache=False)
 
 
 if __name__ == '__main__':
