@@ -235,6 +235,9 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                       flag_values=values, required=True)
   flags.DEFINE_string('checkpoint', 'best', "'best' (default; 'latest' when no validation "
                       "was recorded), 'latest' or a step number.", flag_values=values)
+  flags.DEFINE_enum('params', 'ema', ['ema', 'raw'],
+                    "'ema': the EMA parameters of a run that kept them (ema_decay), else "
+                    "the raw ones; 'raw': the raw parameters.", flag_values=values)
   flags.DEFINE_integer('tile', None, 'Tile size for images above 1 megapixel (multiple of '
                        '4, default 512); 0 never tiles.', flag_values=values)
   flags.DEFINE_integer('overlap', None, 'Tile overlap in pixels (multiple of 4, default '
@@ -259,7 +262,8 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
   if values.overlap is not None:
     tiling['tile_overlap'] = values.overlap
   derainer = inference.Derainer.from_workdir(values.workdir, values.checkpoint,
-                                             self_ensemble=values.self_ensemble, **tiling)
+                                             self_ensemble=values.self_ensemble,
+                                             params=values.params, **tiling)
   print(f'model: {values.workdir} at step {derainer.step} ({derainer.checkpoint})')
   failed = 0
   for path, out_stem in plan:
