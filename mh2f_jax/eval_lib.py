@@ -251,8 +251,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
     data_dir: TFDS data dir; None uses ``config.data.data_dir``.
     num_images: evaluate only the first N images (the folder name says so); None = all.
     progress: show a tqdm progress bar.
-    params: 'ema' (the EMA parameters where the run kept them, else the raw ones) or
-      'raw'.
+    params: 'ema' (the EMA parameters where the run kept them, else raw) or 'raw'.
 
   Returns:
     The summary written to ``summary.json`` (floats, infinite PSNR as float('inf')),
@@ -274,7 +273,6 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
     raise errors.UserError(f'num_images must be >= 1 or None, got {num_images}')
   config, values, step = checkpointing.load_workdir(workdir, checkpoint, fallback=False,
                                                     params=params)
-  kind = checkpointing.params_kind(config, params)
   derainer = inference.Derainer.from_params(config.model, values, step=step,
                                             checkpoint=checkpoint,
                                             self_ensemble=self_ensemble)
@@ -288,7 +286,8 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
 
   out_dir = os.path.join(workdir, 'eval', eval_dir_name(
       dataset, split, step, protocol=protocol, self_ensemble=self_ensemble,
-      num_images=num_images, raw_of_ema=kind == 'raw' and config.get('ema_decay') is not None))
+      num_images=num_images,
+      raw_of_ema=params == 'raw' and config.get('ema_decay') is not None))
   images_dir = os.path.join(out_dir, 'images') if save_images else None
   os.makedirs(out_dir, exist_ok=True)
 
@@ -308,7 +307,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
       'dataset': dataset,
       'split': split,
       'checkpoint': str(checkpoint),
-      'params': kind,
+      'params': checkpointing.params_kind(config, params),
       'curves': _curves_link(workdir, out_dir),
       'self_ensemble': bool(self_ensemble),
       'num_tiled_images': int(num_tiled),

@@ -81,8 +81,13 @@ def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
 
 def check_batch_divisible(batch_size: int, num_devices: int,
                           grad_accum_steps: int = 1) -> None:
-  """Raises UserError unless the global batch splits evenly over the devices and then
-  into ``grad_accum_steps`` micro-batches on each device."""
+  """Raises UserError unless the batch splits over the devices, then into micro-batches.
+
+  Args:
+    batch_size: the global batch.
+    num_devices: the devices of all processes.
+    grad_accum_steps: the micro-batches each device's share is split into.
+  """
   if batch_size % num_devices:
     raise UserError(
         f'batch_size {batch_size} (the global batch) is not divisible by the number of '
