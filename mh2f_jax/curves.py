@@ -60,7 +60,6 @@ def _plot(ax: Any, rows: Sequence[dict[str, Any]], series: Sequence[tuple[str, s
           title: str, *, log: bool = False, transform: Any = None) -> None:
   """Draws ``(key, label)`` series of ``rows`` on ``ax``; a note when there is none."""
   ax.set_title(title, fontsize=10)
-  ax.set_xlabel('step', fontsize=9)
   ax.tick_params(labelsize=8)
   ax.grid(True, alpha=0.3)
   drawn = False
@@ -87,7 +86,8 @@ def curves_figure(train: Sequence[dict[str, Any]], val: Sequence[dict[str, Any]]
   """The four-panel figure of :func:`read_rows`'s rows."""
   fig = Figure(figsize=_SIZE_INCHES, dpi=_DPI, layout='constrained')
   FigureCanvasAgg(fig)
-  (loss_ax, psnr_ax), (lr_ax, ssim_ax) = fig.subplots(2, 2)
+  # One step axis for all four panels, so that a validation point lines up with the loss.
+  (loss_ax, psnr_ax), (lr_ax, ssim_ax) = fig.subplots(2, 2, sharex=True)
   # The loss is L1 + w (1 - SSIM): its parts are drawn as they enter it, up to w.
   _plot(loss_ax, train, [('loss', 'loss'), ('l1', 'L1'), ('ssim', '1 − SSIM')],
         'training loss', log=True,
@@ -95,6 +95,9 @@ def curves_figure(train: Sequence[dict[str, Any]], val: Sequence[dict[str, Any]]
   _plot(psnr_ax, val, [('psnr_y', 'PSNR-Y')], 'validation PSNR-Y (dB)')
   _plot(lr_ax, train, [('lr', 'learning rate')], 'learning rate')
   _plot(ssim_ax, val, [('ssim_y', 'SSIM-Y')], 'validation SSIM-Y')
+  loss_ax.set_xlim(left=0)
+  for ax in (lr_ax, ssim_ax):
+    ax.set_xlabel('step', fontsize=9)
   if title:
     fig.suptitle(title, fontsize=11)
   return fig
