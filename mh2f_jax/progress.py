@@ -101,14 +101,16 @@ class ProgressBar:
   @contextlib.contextmanager
   def paused(self) -> Iterator[None]:
     """Leaves the time spent inside out of the bar's rate and ETA."""
+    if self.bar.disable:  # A disabled tqdm has no clock.
+      yield
+      return
     start = self.bar._time()  # pylint: disable=protected-access  (tqdm's clock)
     try:
       yield
     finally:
-      if not self.bar.disable:
-        pause = self.bar._time() - start  # pylint: disable=protected-access
-        self.bar.start_t += pause
-        self.bar.last_print_t += pause
+      pause = self.bar._time() - start  # pylint: disable=protected-access
+      self.bar.start_t += pause
+      self.bar.last_print_t += pause
 
   def close(self) -> None:
     """Draws the final state and gives the log handlers back."""

@@ -92,3 +92,14 @@ def test_paused_time_stays_out_of_the_rate_and_eta():
   # A resumed run's rate counts its own steps only: 10 steps in 10 s.
   assert (meter['n'] - meter['initial']) / meter['elapsed'] == 1.0
   bar.close()
+
+
+def test_a_disabled_bar_does_nothing():
+  stream = io.StringIO()
+  bar = progress.ProgressBar(10, 0, enabled=False, stream=stream)
+  bar.update(1)
+  with bar.paused():
+    pass
+  bar.set_postfix(loss='0.1')
+  bar.close()
+  assert stream.getvalue() == ''
