@@ -5,8 +5,10 @@ Training writes, evaluation and inference read, through this one module:
 ```
 WORKDIR/config.json        the resolved config (``config.to_dict()``), written atomically
 WORKDIR/checkpoints/STEP/  Orbax CheckpointManager steps, items 'state' (TrainState:
-                           step, params, opt_state) and 'data' (the Grain iterator state)
-WORKDIR/best/STEP/         params of the best validation PSNR-Y so far, items 'params' and
+                           step, params, opt_state, and ema_params when the run keeps an
+                           EMA) and 'data' (the Grain iterator state)
+WORKDIR/best/STEP/         params of the best validation PSNR-Y so far, items 'params',
+                           'ema_params' (with EMA: the parameters validated) and
                            'metrics' ({step, psnr_y, ssim_y}); only the latest is kept
 WORKDIR/best.json          {"step", "psnr_y", "ssim_y"}, a copy of best/STEP/metrics
 ```
@@ -19,6 +21,11 @@ crash at any moment leaves one complete best checkpoint. ``best.json`` is writte
 that, atomically; the ``metrics`` item inside ``best/STEP`` is the source of truth if the
 two ever disagree.
 
+A run without EMA saves no ``ema_params`` at all, so its checkpoints have the layout
+they had before EMA existed, and older workdirs resume and load unchanged. Evaluation
+and inference take the EMA parameters of a workdir that has them (``params='ema'``, the
+default) or the raw ones (``params='raw'``).
+
 Parameters are restored as NumPy arrays from the checkpoint metadata alone: no model is
 built and no device layout is assumed, so a checkpoint written on 8 GPUs restores on a
 laptop CPU.
@@ -26,6 +33,7 @@ laptop CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -51,7 +59,11 @@ BEST_DIR = 'best'
 STATE_ITEM = 'state'
 DATA_ITEM = 'data'
 PARAMS_ITEM = 'params'
+EMA_ITEM = 'ema_params'
 METRICS_ITEM = 'metrics'
+# Which parameters evaluation and inference take: 'ema' (the EMA where the run kept one,
+# else the raw ones) or 'raw'.
+PARAMS_CHOICES = ('ema', 'raw')
 
 
 def _check_workdir(workdir: str) -> str:
@@ -148,8 +160,18 @@ def save_train_state(manager: ocp.CheckpointManager, step: int, state: Any,
     data_iter: the Grain iterator whose position is saved with the state.
   """
   manager.save(int(step), args=ocp.args.Composite(**{
-      STATE_ITEM: ocp.args.StandardSave(state),
+      STATE_ITEM: ocp.args.StandardSave(_state_fields(state)),
       DATA_ITEM: grain.checkpoint.CheckpointSave(data_iter)}), force=True)
+
+
+def _state_fields(state: Any) -> dict[str, Any]:
+  """The state's fields as a dict, without those that are None (EMA off).
+
+  A None field would be written as a key of its own, which checkpoints from before the
+  field existed lack; leaving it out keeps one layout for both.
+  """
+  return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+          if getattr(state, f.name) is not None}
 
 
 def restore_train_state(manager: ocp.CheckpointManager, abstract_state: Any,
@@ -168,9 +190,9 @@ def restore_train_state(manager: ocp.CheckpointManager, abstract_state: Any,
   if latest is None:
     return None
   restored = manager.restore(latest, args=ocp.args.Composite(**{
-      STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+      STATE_ITEM: ocp.args.StandardRestore(_state_fields(abstract_state)),
       DATA_ITEM: grain.checkpoint.CheckpointRestore(data_iter)}))
-  return restored[STATE_ITEM]
+  return abstract_state.replace(**restored[STATE_ITEM])
 
 
 def create_best_manager(workdir: str) -> ocp.CheckpointManager:
@@ -181,11 +203,12 @@ def create_best_manager(workdir: str) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=1, save_interval_steps=1, enable_async_checkpointing=False, create=True)
   return ocp.CheckpointManager(os.path.join(workdir, BEST_DIR),
-                               item_names=(PARAMS_ITEM, METRICS_ITEM), options=options)
+                               item_names=(PARAMS_ITEM, EMA_ITEM, METRICS_ITEM),
+                               options=options)
 
 
 def save_best(manager: ocp.CheckpointManager, workdir: str, step: int, params: Any,
-              psnr_y: float, ssim_y: float) -> dict[str, Any]:
+              psnr_y: float, ssim_y: float, ema_params: Any = None) -> dict[str, Any]:
   """Saves ``params`` as the new best and then writes ``best.json``.
 
   Must be called on every process (Orbax saves collectively); only process 0 writes
@@ -198,14 +221,17 @@ def save_best(manager: ocp.CheckpointManager, workdir: str, step: int, params: A
     params: the parameters (global arrays or NumPy).
     psnr_y: validation PSNR on Y (dB).
     ssim_y: validation SSIM on Y.
+    ema_params: the EMA parameters (the ones validated), or None (EMA off).
 
   Returns:
     The record written: ``{'step', 'psnr_y', 'ssim_y'}``.
   """
   record = {'step': int(step), 'psnr_y': float(psnr_y), 'ssim_y': float(ssim_y)}
-  manager.save(int(step), args=ocp.args.Composite(**{
-      PARAMS_ITEM: ocp.args.StandardSave(params),
-      METRICS_ITEM: ocp.args.JsonSave(record)}), force=True)
+  items = {PARAMS_ITEM: ocp.args.StandardSave(params),
+           METRICS_ITEM: ocp.args.JsonSave(record)}
+  if ema_params is not None:
+    items[EMA_ITEM] = ocp.args.StandardSave(ema_params)
+  manager.save(int(step), args=ocp.args.Composite(**items), force=True)
   manager.wait_until_finished()
   if jax.process_index() == 0:
     files.write_json_atomic(os.path.join(workdir, BEST_FILE), record)
@@ -280,7 +306,8 @@ def _describe_available(train: list[int], best: list[int]) -> str:
   return '; '.join(parts)
 
 
-def restore_params(workdir: str, checkpoint: str | int = 'latest') -> tuple[Any, int]:
+def restore_params(workdir: str, checkpoint: str | int = 'latest', *,
+                   params: str = 'raw') -> tuple[Any, int]:
   """Restores only the parameters of a checkpoint, as NumPy arrays.
 
   Works on any number of devices (the restore uses no device), while training is still
@@ -291,15 +318,19 @@ def restore_params(workdir: str, checkpoint: str | int = 'latest') -> tuple[Any,
     checkpoint: 'latest' (newest training checkpoint), 'best' (best validation PSNR-Y),
       or a step number (int or a string of digits), found among the training
       checkpoints or the best one.
+    params: 'raw', or 'ema' for the EMA parameters (which the checkpoint must hold;
+      :func:`load_workdir` falls back to the raw ones where a run kept no EMA).
 
   Returns:
     ``(params, step)``: the Flax ``params`` tree of ``np.ndarray`` and its step.
 
   Raises:
     UserError: missing workdir, no checkpoints, no best checkpoint, an unknown step
-      (the message lists the available ones) or a malformed selector.
+      (the message lists the available ones), a malformed selector, or 'ema' for a
+      checkpoint without EMA parameters.
   """
   selector = parse_checkpoint(checkpoint)
+  kind = parse_params(params)
   path = _check_workdir(workdir)
   train, best = checkpoint_steps(path), best_steps(path)
   if selector == 'latest':
@@ -320,13 +351,40 @@ def restore_params(workdir: str, checkpoint: str | int = 'latest') -> tuple[Any,
     if step not in train and step not in best:
       raise UserError(f'workdir {workdir} has no checkpoint at step {step}; '
                       f'{_describe_available(train, best)}')
+  name = EMA_ITEM if kind == 'ema' else PARAMS_ITEM
   if step in train:
-    item_dir = os.path.join(path, CHECKPOINT_DIR, str(step), STATE_ITEM)
-    params = _restore_params_numpy(item_dir, 'params')
+    item_dir, subtree = os.path.join(path, CHECKPOINT_DIR, str(step), STATE_ITEM), name
   else:
-    item_dir = os.path.join(path, BEST_DIR, str(step), PARAMS_ITEM)
-    params = _restore_params_numpy(item_dir, None)
-  return params, int(step)
+    item_dir, subtree = os.path.join(path, BEST_DIR, str(step), name), None
+  try:
+    if not os.path.isdir(item_dir):
+      raise KeyError(name)
+    return _restore_params_numpy(item_dir, subtree), int(step)
+  except KeyError:
+    raise UserError(f'checkpoint step {step} of {workdir} holds no {name} (a run keeps '
+                    "EMA parameters only when ema_decay is set); use params='raw'") from None
+
+
+def parse_params(params: str) -> str:
+  """Checks a parameters selector: 'ema' or 'raw'.
+
+  Raises:
+    UserError: anything else.
+  """
+  if params not in PARAMS_CHOICES:
+    raise UserError(f"params must be 'ema' or 'raw', got {params!r}")
+  return params
+
+
+def params_kind(config: ml_collections.ConfigDict, params: str = 'ema') -> str:
+  """Which parameters ``params`` selects in a workdir with this config: 'ema' or 'raw'.
+
+  'ema' where the run kept an EMA (``ema_decay`` set; it cannot change on resume), the
+  raw parameters otherwise, and always for 'raw'.
+  """
+  if parse_params(params) == 'ema' and config.get('ema_decay') is not None:
+    return 'ema'
+  return 'raw'
 
 
 def resolve_checkpoint(workdir: str, checkpoint: Any, *, fallback: bool) -> str | int:
@@ -358,14 +416,16 @@ def resolve_checkpoint(workdir: str, checkpoint: Any, *, fallback: bool) -> str 
   return 'latest'
 
 
-def load_workdir(workdir: str, checkpoint: Any = 'best', *, fallback: bool = True
-                 ) -> tuple[ml_collections.ConfigDict, Any, int]:
+def load_workdir(workdir: str, checkpoint: Any = 'best', *, fallback: bool = True,
+                 params: str = 'ema') -> tuple[ml_collections.ConfigDict, Any, int]:
   """Loads what evaluation and inference need from a training workdir.
 
   Args:
     workdir: the training run's directory.
     checkpoint: 'best', 'latest' or a step (see :func:`resolve_checkpoint`).
     fallback: 'best' falls back to 'latest' when no validation was recorded.
+    params: 'ema' (the EMA parameters where the run kept them, else the raw ones; see
+      :func:`params_kind`) or 'raw'.
 
   Returns:
     ``(config, params, step)``: the run's config, and the parameters as NumPy arrays
@@ -378,5 +438,5 @@ def load_workdir(workdir: str, checkpoint: Any = 'best', *, fallback: bool = Tru
   workdir = os.fspath(workdir)
   config = load_config(workdir)
   selector = resolve_checkpoint(workdir, checkpoint, fallback=fallback)
-  params, step = restore_params(workdir, selector)
-  return config, params, step
+  values, step = restore_params(workdir, selector, params=params_kind(config, params))
+  return config, values, step

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 import dataclasses
 import json
 import math
+import os
 from typing import Any
 
 import ml_collections
@@ -68,6 +69,8 @@ class Field:
     placeholder: the type of a field whose default is None (ml_collections keeps the
       type so that a command-line override parses).
     frozen: a resumed run must have the same value as the run that wrote the workdir.
+    path: a file-system path; ``~`` and relative paths are made absolute once, before
+      ``config.json`` is written (:func:`resolve_paths`).
   """
   name: str
   default: Any
@@ -76,6 +79,7 @@ class Field:
   check: Callable[[Any], bool] = _any
   placeholder: type | None = None
   frozen: bool = False
+  path: bool = False
 
 
 FIELDS: tuple[Field, ...] = (
@@ -84,6 +88,9 @@ FIELDS: tuple[Field, ...] = (
     Field('batch_size', 16, 'global batch over all devices and hosts; must divide by '
           'the device count', 'a positive integer (the global batch)', _int_at_least(1),
           frozen=True),
+    Field('grad_accum_steps', 1, 'micro-batches per optimizer step, run one after '
+          'another (activation memory follows `batch_size / grad_accum_steps`); must '
+          'divide the per-device batch', 'an integer >= 1', _int_at_least(1)),
     Field('num_epochs', 200, 'one random crop per training pair per epoch; used when '
           '`num_train_steps` is None', '> 0 when num_train_steps is None', _any),
     Field('num_train_steps', None, 'None: `ceil(num_epochs × pairs / batch_size)`; a '
@@ -103,6 +110,10 @@ FIELDS: tuple[Field, ...] = (
     Field('num_eval_images', None, 'validate on the first N images of '
           '`data.eval_split`; None: all; 0: no validation',
           'an integer >= 0 or None (all)', _or_none(_int_at_least(0)), placeholder=int),
+    Field('ema_decay', None, 'keep `ema = d · ema + (1 − d) · params` after each step; '
+          'validation, the best checkpoint, eval and derain use it (None: off)',
+          'a number in (0, 1) or None (off)',
+          _or_none(lambda v: _is_number(v) and 0 < v < 1), placeholder=float, frozen=True),
     Field('model.features', 32, 'width `C` of the network', frozen=True),
     Field('model.num_blocks', 8, 'number of MHEBs `N`', frozen=True),
     Field('model.dcr_layers', 3, 'dense 3x3 layers per DCR unit', frozen=True),
@@ -130,9 +141,11 @@ FIELDS: tuple[Field, ...] = (
           'a dataset name (e.g. rain200l, synthetic_rain/heavy)',
           lambda v: isinstance(v, str) and bool(v), frozen=True),
     Field('data.data_dir', None, 'TFDS data folder (None: the TFDS default)',
-          'a folder or None', _or_none(lambda v: isinstance(v, str)), placeholder=str),
+          'a folder or None', _or_none(lambda v: isinstance(v, str)), placeholder=str,
+          path=True),
     Field('data.manual_dir', None, 'folder of the downloaded files',
-          'a folder or None', _or_none(lambda v: isinstance(v, str)), placeholder=str),
+          'a folder or None', _or_none(lambda v: isinstance(v, str)), placeholder=str,
+          path=True),
     Field('data.train_split', 'train', 'training split (TFDS split syntax allowed)',
           'a split name', lambda v: isinstance(v, str) and bool(v), frozen=True),
     Field('data.eval_split', 'test', 'validation split', 'a split name',
@@ -234,6 +247,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
                     f'got {config.num_epochs!r}')
   # The model owns its fields' meaning and allowed values.
   model_lib.from_config(config.model)
+
+
+def resolve_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Returns a copy of ``config`` whose path fields are absolute, ``~`` expanded.
+
+  Done once, before ``config.json`` is written, so that the workdir records the folders
+  actually used: evaluating later from another directory or under another ``HOME``
+  reads the same data.
+  """
+  config = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
+  for f in FIELDS:
+    value = get_field(config, f.name) if f.path else None
+    if isinstance(value, str) and value:
+      *blocks, leaf = f.name.split('.')
+      node = config
+      for block in blocks:
+        node = node[block]
+      node[leaf] = os.path.abspath(os.path.expanduser(value))
+  return config
 
 
 def resolve_num_train_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> int:

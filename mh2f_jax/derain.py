@@ -271,6 +271,9 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                       flag_values=values, required=True)
   flags.DEFINE_string('checkpoint', 'best', "'best' (default; 'latest' when no validation "
                       "was recorded), 'latest' or a step number.", flag_values=values)
+  flags.DEFINE_enum('params', 'ema', ['ema', 'raw'],
+                    "'ema': the EMA parameters of a run that kept them (ema_decay), else "
+                    "the raw ones; 'raw': the raw parameters.", flag_values=values)
   flags.DEFINE_integer('tile', None, 'Tile size for images above 1 megapixel (multiple of '
                        '4, default 512); 0 never tiles.', flag_values=values)
   flags.DEFINE_enum('tiling', 'exact', ['exact', 'approx'], "'exact': tiled output equals "
@@ -310,7 +313,8 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
   ensemble = ensemble_lib.from_flags(values.self_ensemble, values.ensemble)
   derainer = inference.Derainer.from_workdir(values.workdir, values.checkpoint,
                                              self_ensemble=ensemble,
-                                             backend=values.backend, **tiling)
+                                             backend=values.backend, params=values.params,
+                                             **tiling)
   print(f'model: {values.workdir} at step {derainer.step} ({derainer.checkpoint}), '
         f'backend {derainer.backend}')
   failed = 0

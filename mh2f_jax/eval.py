@@ -3,7 +3,7 @@
 Usage:
   python eval.py --workdir=runs/rain200h [--checkpoint=latest|best|STEP] [--split=test]
       [--protocol=B|A] [--save_images] [--self_ensemble | --ensemble=flips|x8]
-      [--data_dir=DIR]
+      [--data_dir=DIR] [--params=ema|raw]
 
 Writes WORKDIR/eval/<dataset>-<split>-step<STEP>/ (per_image.csv, summary.json,
 results.md, figure.png, images/); see docs/evaluation.md. Runs in one process on one
@@ -40,6 +40,9 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                     'both flips) or x8 (8 passes, adds 90 degree rotations that turn rain '
                     'sideways; usually worse). Default: flips with --self_ensemble, else none.',
                     flag_values=values)
+  flags.DEFINE_enum('params', 'ema', ['ema', 'raw'],
+                    "'ema': the EMA parameters of a run that kept them (ema_decay), else "
+                    "the raw ones; 'raw': the raw parameters.", flag_values=values)
   flags.DEFINE_string('data_dir', None,
                       "TFDS data dir; default: the one in the workdir's config.json.",
                       flag_values=values)
@@ -55,7 +58,7 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
   result = eval_lib.evaluate(
       values.workdir, checkpoint=values.checkpoint, split=values.split,
       protocol=values.protocol, save_images=values.save_images,
-      self_ensemble=ensemble, data_dir=values.data_dir)
+      self_ensemble=ensemble, data_dir=values.data_dir, params=values.params)
   print(eval_lib.format_summary(result))
   print(f'results: {result["results_md"]}')
   print(f'figure: {result["figure"]}')

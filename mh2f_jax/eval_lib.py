@@ -9,7 +9,7 @@ against the clean image with ``metrics.evaluate_pair`` (protocol B or A). Metric
 averaged per image, then per dataset. It writes, each file atomically:
 
 ```
-WORKDIR/eval/<dataset, '/' -> '_'>-<split>-step<STEP>[-protocolA][-flips|-x8][-first<N>]/
+WORKDIR/eval/<dataset, '/' -> '_'>-<split>-step<STEP>[-protocolA][-flips|-x8][-first<N>][-raw]/
   per_image.csv   name, psnr_y, ssim_y, psnr_rgb, ssim_rgb, input_psnr_y, input_ssim_y,
                   input_psnr_rgb, input_ssim_rgb
   summary.json    means and run facts; infinite PSNR (identical images) is the string
@@ -19,7 +19,9 @@ WORKDIR/eval/<dataset, '/' -> '_'>-<split>-step<STEP>[-protocolA][-flips|-x8][-f
   images/         derained PNGs (with save_images), named after the test images
 ```
 The default options keep the folder name of the workdir contract; non-default protocol,
-self-ensemble or a subset add a suffix so that no run overwrites another's numbers.
+self-ensemble, a subset, or the raw parameters of a run that kept an EMA add a suffix so
+that no run overwrites another's numbers. ``results.md`` links the run's training curves
+(``WORKDIR/curves.png``) when training drew them.
 Evaluation runs in one process on one device.
 """
 
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from mh2f_jax import curves
 from mh2f_jax import ensemble as ensemble_lib
 from mh2f_jax import errors
 from mh2f_jax import figures
@@ -57,7 +60,7 @@ PROTOCOL_TEXT = {
 
 def eval_dir_name(dataset: str, split: str, step: int, *, protocol: str = 'B',
                   self_ensemble: bool | str | None = False,
-                  num_images: int | None = None) -> str:
+                  num_images: int | None = None, raw_of_ema: bool = False) -> str:
   """The folder name of one evaluation under ``WORKDIR/eval``.
 
   Args:
@@ -67,6 +70,7 @@ def eval_dir_name(dataset: str, split: str, step: int, *, protocol: str = 'B',
     protocol: 'B' (no suffix) or 'A' (suffix '-protocolA').
     self_ensemble: 'flips' (or True) adds '-flips', 'x8' adds '-x8'.
     num_images: a subset size adds '-first<N>'.
+    raw_of_ema: the raw parameters of a run that kept an EMA add '-raw'.
 
   Returns:
     The folder name.
@@ -83,6 +87,8 @@ def eval_dir_name(dataset: str, split: str, step: int, *, protocol: str = 'B',
     name += f'-{ensemble}'
   if num_images is not None:
     name += f'-first{num_images}'
+  if raw_of_ema:
+    name += '-raw'
   return name
 
 
@@ -113,13 +119,17 @@ def _fmt(value: float, digits: int) -> str:
   return f'{value:.{digits}f}'
 
 
+PARAMS_TEXT = {'ema': 'EMA parameters', 'raw': 'raw (not averaged) parameters'}
+
+
 def _results_markdown(summary: dict[str, Any]) -> str:
   """The results.md text: measured rows beside the paper's Table 2 row."""
   dataset, split, step = summary['dataset'], summary['split'], summary['step']
   lines = [
       f'# Evaluation of MH2F-Net on {dataset} ({split} split), step {step}',
       '',
-      f'- Checkpoint: {summary["checkpoint"]} (step {step}); '
+      f'- Checkpoint: {summary["checkpoint"]} (step {step}), '
+      f'{PARAMS_TEXT[summary.get("params", "raw")]}; '
       f'self-ensemble: {summary["self_ensemble"]}; '
       f'{summary["num_images"]} images at full resolution.',
       f'- Metrics: {PROTOCOL_TEXT[summary["protocol"]]}. Averaged per image, then over '
@@ -160,6 +170,9 @@ def _results_markdown(summary: dict[str, Any]) -> str:
   if any(isinstance(summary[k], str) or np.isinf(summary[k])
          for k in ('psnr_y', 'psnr_rgb', 'input_psnr_y', 'input_psnr_rgb')):
     notes.append('An infinite PSNR means at least one image was reproduced exactly.')
+  if summary.get('curves'):
+    notes.append(f'Training curves of the run: [{os.path.basename(summary["curves"])}]'
+                 f'({summary["curves"]}).')
   lines += [''] + [f'{n}' for n in notes] + ['']
   return '\n'.join(lines)
 
@@ -228,7 +241,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
              protocol: str = 'B', save_images: bool = False,
              self_ensemble: bool | str | None = False,
              data_dir: str | None = None, num_images: int | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, params: str = 'ema') -> dict[str, Any]:
   """Evaluates a workdir's checkpoint on a split of its dataset and writes the report.
 
   Args:
@@ -242,6 +255,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
     data_dir: TFDS data dir; None uses ``config.data.data_dir``.
     num_images: evaluate only the first N images (the folder name says so); None = all.
     progress: show a tqdm progress bar.
+    params: 'ema' (the EMA parameters where the run kept them, else raw) or 'raw'.
 
   Returns:
     The summary written to ``summary.json`` (floats, infinite PSNR as float('inf')),
@@ -262,8 +276,9 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
   if num_images is not None and num_images < 1:
     raise errors.UserError(f'num_images must be >= 1 or None, got {num_images}')
   self_ensemble = ensemble_lib.resolve(self_ensemble)
-  config, params, step = checkpointing.load_workdir(workdir, checkpoint, fallback=False)
-  derainer = inference.Derainer.from_params(config.model, params, step=step,
+  config, values, step = checkpointing.load_workdir(workdir, checkpoint, fallback=False,
+                                                    params=params)
+  derainer = inference.Derainer.from_params(config.model, values, step=step,
                                             checkpoint=checkpoint,
                                             self_ensemble=self_ensemble)
   dataset = config.data.dataset
@@ -276,7 +291,8 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
 
   out_dir = os.path.join(workdir, 'eval', eval_dir_name(
       dataset, split, step, protocol=protocol, self_ensemble=self_ensemble,
-      num_images=num_images))
+      num_images=num_images,
+      raw_of_ema=params == 'raw' and config.get('ema_decay') is not None))
   images_dir = os.path.join(out_dir, 'images') if save_images else None
   os.makedirs(out_dir, exist_ok=True)
 
@@ -296,12 +312,20 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
       'dataset': dataset,
       'split': split,
       'checkpoint': str(checkpoint),
+      'params': checkpointing.params_kind(config, params),
+      'curves': _curves_link(workdir, out_dir),
       'self_ensemble': self_ensemble,
       'num_tiled_images': int(num_tiled),
       'num_distinct_sizes': len(shapes),
       'seconds': round(seconds, 2),
   }
   return {**summary, **_write_report(out_dir, rows, summary, images_dir)}
+
+
+def _curves_link(workdir: str, out_dir: str) -> str | None:
+  """The path of the run's ``curves.png`` relative to the report, or None if absent."""
+  path = os.path.join(workdir, curves.CURVES_FILE)
+  return os.path.relpath(path, out_dir) if os.path.isfile(path) else None
 
 
 def _write_report(out_dir: str, rows: list[dict[str, Any]], summary: dict[str, Any],

@@ -218,7 +218,8 @@ class Derainer:
 
   @classmethod
   def from_workdir(cls, workdir: str | os.PathLike[str], checkpoint: Any = 'best', *,
-                   fallback_to_latest: bool = True, **kwargs: Any) -> 'Derainer':
+                   fallback_to_latest: bool = True, params: str = 'ema',
+                   **kwargs: Any) -> 'Derainer':
     """Loads the model config and parameters of a training workdir.
 
     Args:
@@ -227,6 +228,8 @@ class Derainer:
         'best' falls back to 'latest' with a logged warning when the workdir has no
         best checkpoint (no validation was run), unless ``fallback_to_latest`` is False.
       fallback_to_latest: see ``checkpoint``.
+      params: 'ema' (the EMA parameters where the run kept them, else the raw ones) or
+        'raw'; ``checkpoint`` then reads e.g. 'best, EMA'.
       **kwargs: tiling / self-ensemble settings for the constructor.
 
     Returns:
@@ -240,8 +243,10 @@ class Derainer:
     workdir = os.fspath(workdir)
     checkpoint = checkpointing.resolve_checkpoint(workdir, checkpoint,
                                                   fallback=fallback_to_latest)
-    config, params, step = checkpointing.load_workdir(workdir, checkpoint)
-    return cls.from_params(config.model, params, step=step, checkpoint=checkpoint,
+    config, values, step = checkpointing.load_workdir(workdir, checkpoint, params=params)
+    if checkpointing.params_kind(config, params) == 'ema':
+      checkpoint = f'{checkpoint}, EMA'
+    return cls.from_params(config.model, values, step=step, checkpoint=checkpoint,
                            source=f'{workdir} (step {step})', **kwargs)
 
   @classmethod

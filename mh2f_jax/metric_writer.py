@@ -3,7 +3,8 @@
 Only process 0 writes. ``metrics.jsonl`` holds one JSON object per line, ``{"step": N,
 ...}``, train rows (loss, l1, ssim, grad_norm, lr, throughput) and validation rows
 (psnr_y, ssim_y, best_psnr_y, ...); TensorBoard gets the same numbers under ``train/``
-and ``val/``.
+and ``val/``. ``curves.png`` (``mh2f_jax.curves``) is redrawn from ``metrics.jsonl``
+after each validation row and when the writer closes.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import json
 import os
 from typing import Any
 
+from absl import logging
 import numpy as np
 
+from mh2f_jax import curves
 from mh2f_jax import files
 
 METRICS_FILE = 'metrics.jsonl'
@@ -33,6 +36,7 @@ class MetricWriter:
       enabled: False on every process but 0.
     """
     self.enabled = enabled
+    self._workdir = workdir
     self.writer = None
     self._file = None
     if not enabled:
@@ -54,6 +58,17 @@ class MetricWriter:
       if key != 'step' and isinstance(value, (int, float)):
         self.writer.add_scalar(f'{prefix}/{key}', value, step)
     self.writer.flush()
+    if prefix == 'val':
+      self.write_curves()
+
+  def write_curves(self) -> None:
+    """Redraws ``curves.png``; a failed write is logged, training goes on."""
+    if not self.enabled:
+      return
+    try:
+      curves.write_curves(self._workdir, METRICS_FILE)
+    except OSError as e:
+      logging.warning('could not write %s: %s', curves.CURVES_FILE, e)
 
   def images(self, step: int, grids: Sequence[np.ndarray]) -> None:
     """Writes uint8 HWC image grids to TensorBoard."""
@@ -64,10 +79,11 @@ class MetricWriter:
     self.writer.flush()
 
   def close(self) -> None:
-    """Closes the file and the TensorBoard writer."""
+    """Closes the file and the TensorBoard writer, after a last ``curves.png``."""
     if self._file is not None:
       self._file.close()
       self._file = None
+      self.write_curves()
     if self.writer is not None:
       self.writer.close()
       self.writer = None

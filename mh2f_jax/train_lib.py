@@ -30,7 +30,6 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
-import tqdm
 
 from mh2f_jax import checkpointing
 from mh2f_jax import config_schema
@@ -39,6 +38,7 @@ from mh2f_jax import metric_writer
 from mh2f_jax import model as model_lib
 from mh2f_jax import optim
 from mh2f_jax import preemption
+from mh2f_jax import progress
 from mh2f_jax import steps
 from mh2f_jax import validation
 from mh2f_jax.errors import UserError
@@ -134,12 +134,7 @@ def _train_row(step: int, rows: list[dict[str, float]], lr: float, throughput: _
           'images_per_sec': rate * batch_size}
 
 
-def _progress_bar(total: int, initial: int, enabled: bool) -> tqdm.tqdm:
-  return tqdm.tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True,
-                   mininterval=1.0, smoothing=0.1, disable=not enabled)
-
-
-def _close(bar: tqdm.tqdm | None, manager: Any, validator: validation.Validator | None,
+def _close(bar: progress.ProgressBar | None, manager: Any, validator: validation.Validator | None,
            writer: metric_writer.MetricWriter) -> None:
   """Finishes the pending checkpoint writes and closes every output of the run."""
   if bar is not None:
@@ -160,16 +155,21 @@ def _compile(train_step: Callable, state: steps.TrainState, batch: Any) -> Calla
 
 
 def _log_setup(config: ml_collections.ConfigDict, state: steps.TrainState,
-               num_train_examples: int, num_train_steps: int, start_step: int) -> None:
-  logging.info('processes: %d, devices: %d (%d local), per-device batch: %d',
-               jax.process_count(), jax.device_count(), jax.local_device_count(),
-               config.batch_size // jax.device_count())
+               num_train_examples: int, num_train_steps: int, start_step: int,
+               workdir: str) -> None:
+  logging.info('processes: %d, devices: %d (%d local), per-device batch: %d in %d '
+               'micro-batch(es), EMA decay: %s', jax.process_count(), jax.device_count(),
+               jax.local_device_count(), config.batch_size // jax.device_count(),
+               config.grad_accum_steps, config.ema_decay)
   logging.info('model: %s parameters, %s', f'{model_lib.count_params(state.params):,}',
                json.dumps(config.model.to_dict(), sort_keys=True))
   logging.info('training examples: %d, steps: %d (%.3g epochs of batch %d), from step %d',
                num_train_examples, num_train_steps,
                num_train_steps * config.batch_size / num_train_examples,
                config.batch_size, start_step)
+  if start_step:
+    logging.info('resumed from %s', os.path.join(workdir, checkpointing.CHECKPOINT_DIR,
+                                                 str(start_step)))
   if start_step >= num_train_steps and jax.process_index() == 0:
     logging.info('workdir already trained to step %d of %d: nothing to train', start_step,
                  num_train_steps)
@@ -200,6 +200,28 @@ def due_actions(config: ml_collections.ConfigDict, step: int, *, last: bool, sto
               save=stopping or itstime(step, config.checkpoint_every_steps, last=last))
 
 
+def _validate_and_save(due: _Due, step: int, state: steps.TrainState,
+                       validator: validation.Validator | None,
+                       writer: metric_writer.MetricWriter, manager: Any,
+                       train_iter: Any) -> dict[str, Any]:
+  """Validates (the EMA parameters where the run keeps them), writes grids, saves.
+
+  Returns:
+    What the run's summary takes from the validation (nothing when there was none).
+  """
+  summary = {}
+  if due.eval:
+    row = validator.run(step, state.params, writer, with_grids=due.grids,
+                        ema_params=state.ema_params)
+    summary = {k: row[k] for k in ('psnr_y', 'ssim_y') if k in row}
+    summary['best'] = validator.best
+  elif due.grids:
+    writer.images(step, validator.grids(steps.eval_params(state)))
+  if due.save:
+    checkpointing.save_train_state(manager, step, state, train_iter)
+  return summary
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str, *,
                        sources: tuple[Sequence[Any], Sequence[Any] | None] | None = None,
                        step_callbacks: Sequence[Callable[[int], None]] = ()
@@ -225,10 +247,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
   """
   config = ml_collections.ConfigDict(config) if isinstance(config, Mapping) else config
   config_schema.validate(config)
+  config = config_schema.resolve_paths(config)  # What config.json records is what is used.
   workdir = prepare_workdir(workdir, config)  # Before any expensive work.
-  is_main = jax.process_index() == 0
+  is_main, ema = jax.process_index() == 0, config.ema_decay is not None
   mesh = steps.create_mesh()
-  steps.check_batch_divisible(config.batch_size, jax.device_count())
+  steps.check_batch_divisible(config.batch_size, jax.device_count(), config.grad_accum_steps)
   model = model_lib.from_config(config.model)
   train_source, eval_source = sources or input_pipeline.get_sources(config)
   num_train_steps = config_schema.resolve_num_train_steps(config, len(train_source))
@@ -241,12 +264,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
       hflip=config.data.hflip, seed=config.seed, num_workers=config.data.num_workers)
   manager = checkpointing.create_train_manager(workdir, max_to_keep=config.max_to_keep)
   state = checkpointing.restore_train_state(
-      manager, steps.abstract_train_state(model, tx, config.seed, mesh), train_iter
-  ) or steps.create_train_state(model, tx, config.seed, mesh)
+      manager, steps.abstract_train_state(model, tx, config.seed, mesh, ema), train_iter
+  ) or steps.create_train_state(model, tx, config.seed, mesh, ema)
   start_step = step = int(jax.device_get(state.step))
-  _log_setup(config, state, len(train_source), num_train_steps, start_step)
-  train_step = steps.make_train_step(model, tx, ssim_weight=config.loss.ssim_weight,
-                                     seed=config.seed, mesh=mesh)
+  _log_setup(config, state, len(train_source), num_train_steps, start_step, workdir)
+  train_step = steps.make_train_step(
+      model, tx, ssim_weight=config.loss.ssim_weight, seed=config.seed, mesh=mesh,
+      grad_accum_steps=config.grad_accum_steps, ema_decay=config.ema_decay)
   validator = (validation.Validator(model, eval_source, workdir, config.num_eval_images)
                if eval_source is not None and config.num_eval_images != 0 else None)
   writer = metric_writer.MetricWriter(workdir, start_step, enabled=is_main)
@@ -260,7 +284,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
         if compiled_step is None:
           compiled_step = _compile(train_step, state, batch)
           # Created after the compilation, so that its rate and ETA are the steps'.
-          bar = _progress_bar(num_train_steps, start_step, enabled=is_main)
+          bar = progress.ProgressBar(num_train_steps, start_step, enabled=is_main)
           throughput.reset()
         with jax.profiler.StepTraceAnnotation('train', step_num=step):
           state, step_metrics = compiled_step(state, batch)
@@ -279,16 +303,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
           row = _train_row(step, rows, float(schedule(step - 1)), throughput,
                            config.batch_size)
           writer.row(row, 'train')
-          bar.set_postfix(loss=f'{row["loss"]:.4f}', refresh=False)
+          bar.set_postfix(loss=f'{row["loss"]:.4f}')
           summary.update({k: row[k] for k in ('loss', 'l1', 'ssim')})
-        if due.eval:
-          row = validator.run(step, state.params, writer, with_grids=due.grids)
-          summary.update({k: row[k] for k in ('psnr_y', 'ssim_y') if k in row},
-                         best=validator.best)
-        elif due.grids:
-          writer.images(step, validator.grids(state.params))
-        if due.save:
-          checkpointing.save_train_state(manager, step, state, train_iter)
+        with bar.paused():  # The bar's rate and ETA are the training steps'.
+          summary.update(_validate_and_save(due, step, state, validator, writer, manager,
+                                            train_iter))
         if due.any():
           throughput.reset()  # Validation and checkpoint time stay out of the rates.
         if stopping:

@@ -68,8 +68,8 @@ class Validator:
     return self._predict(steps.local_copy(params), NUM_GRID_IMAGES, NUM_GRID_IMAGES)[2]
 
   def run(self, step: int, params: Any, writer: metric_writer.MetricWriter, *,
-          with_grids: bool) -> dict[str, Any]:
-    """Validates ``params``, saves them as the new best if they are, writes the row.
+          with_grids: bool, ema_params: Any = None) -> dict[str, Any]:
+    """Validates the parameters, saves them as the new best if they are, writes the row.
 
     Must be called on every process (the best save is collective).
 
@@ -78,13 +78,16 @@ class Validator:
       params: the replicated parameters.
       writer: receives the validation row (prefix 'val') and the grids.
       with_grids: also write image grids.
+      ema_params: the EMA of the parameters, or None. When given, these are the ones
+        validated (and the best checkpoint holds both).
 
     Returns:
       The validation row: ``step``, ``psnr_y``, ``ssim_y``, ``num_images``,
       ``best_psnr_y``, ``best_step``, ``eval_sec``; empty when the split has no images.
     """
     start = time.perf_counter()
-    psnrs, ssims, grids = self._predict(steps.local_copy(params), self._num_images,
+    scored = params if ema_params is None else ema_params
+    psnrs, ssims, grids = self._predict(steps.local_copy(scored), self._num_images,
                                         NUM_GRID_IMAGES if with_grids else 0)
     writer.images(step, grids)
     if not psnrs:
@@ -100,9 +103,10 @@ class Validator:
       if self._best_manager is None:
         self._best_manager = checkpointing.create_best_manager(self._workdir)
       self.best = checkpointing.save_best(self._best_manager, self._workdir, step, params,
-                                          psnr_y, ssim_y)
-    logging.info('step %d: validation PSNR-Y %.3f dB, SSIM-Y %.4f on %d images%s', step,
-                 psnr_y, ssim_y, len(psnrs), ' (best so far)' if is_best else
+                                          psnr_y, ssim_y, ema_params=ema_params)
+    logging.info('step %d: validation%s PSNR-Y %.3f dB, SSIM-Y %.4f on %d images%s', step,
+                 '' if ema_params is None else ' (EMA)', psnr_y, ssim_y, len(psnrs),
+                 ' (best so far)' if is_best else
                  f' (best {self.best["psnr_y"]:.3f} dB at step {self.best["step"]})')
     row = {'step': step, 'psnr_y': psnr_y, 'ssim_y': ssim_y, 'num_images': len(psnrs),
            'best_psnr_y': self.best['psnr_y'], 'best_step': self.best['step'],

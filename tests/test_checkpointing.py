@@ -2,12 +2,15 @@
 
 import json
 import os
+from typing import Any
 
 from absl import flags
+from flax import struct
 import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from mh2f_jax import checkpointing
@@ -146,3 +149,75 @@ def test_restore_train_state_round_trip(tmp_path):
   assert int(state.step) == 5
   _assert_params(jax.tree.map(np.asarray, state.params), 5.0)
   assert next(fresh) == 1  # The data position came back with the state.
+
+
+@struct.dataclass
+class _StateBeforeEma:
+  """The TrainState layout of checkpoints written before EMA existed."""
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def _save_raw_state(path: str, step: int, state: Any) -> None:
+  """Saves ``state`` as the code before EMA did: the dataclass itself as the item."""
+  manager = checkpointing.create_train_manager(path, max_to_keep=None, enable_async=False)
+  iterator = iter(grain.MapDataset.source(list(range(10))).to_iter_dataset())
+  manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      data=grain.checkpoint.CheckpointSave(iterator)), force=True)
+  manager.close()
+
+
+def _restore(path: str, abstract: Any) -> Any:
+  manager = checkpointing.create_train_manager(path, max_to_keep=None, enable_async=False)
+  iterator = iter(grain.MapDataset.source(list(range(10))).to_iter_dataset())
+  try:
+    return checkpointing.restore_train_state(manager, abstract, iterator)
+  finally:
+    manager.close()
+
+
+def test_workdir_from_before_ema_still_resumes_and_loads(tmp_path):
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  path = str(tmp_path)
+  old = _StateBeforeEma(step=jnp.asarray(4, jnp.int32), params=_params(4.0),
+                        opt_state={'mu': jax.tree.map(jnp.ones_like, _params(4.0))})
+  _save_raw_state(path, 4, old)
+  checkpointing.save_config(path, {'model': {'features': 4}, 'seed': 0})  # No ema_decay.
+  state = _restore(path, jax.eval_shape(lambda: _state(0)))
+  assert isinstance(state, steps.TrainState) and state.ema_params is None
+  assert int(state.step) == 4
+  _assert_params(jax.tree.map(np.asarray, state.params), 4.0)
+  # The default, params='ema', takes the raw parameters of a run without EMA.
+  _, params, step = checkpointing.load_workdir(path, 'latest')
+  assert step == 4
+  _assert_params(params, 4.0)
+  with pytest.raises(UserError, match="no ema_params .* use params='raw'"):
+    checkpointing.restore_params(path, 'latest', params='ema')
+  with pytest.raises(UserError, match="params must be 'ema' or 'raw'"):
+    checkpointing.load_workdir(path, 'latest', params='average')
+
+
+def test_ema_params_round_trip_and_selection(tmp_path):
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  path = str(tmp_path)
+  checkpointing.save_config(path, {'model': {'features': 4}, 'seed': 0, 'ema_decay': 0.9})
+  state = _state(6).replace(ema_params=_params(0.5))
+  manager = checkpointing.create_train_manager(path, max_to_keep=None, enable_async=False)
+  iterator = iter(grain.MapDataset.source(list(range(10))).to_iter_dataset())
+  checkpointing.save_train_state(manager, 6, state, iterator)
+  manager.close()
+  restored = _restore(path, jax.eval_shape(lambda: _state(0).replace(ema_params=_params(0.))))
+  _assert_params(jax.tree.map(np.asarray, restored.ema_params), 0.5)
+  _assert_params(jax.tree.map(np.asarray, restored.params), 6.0)
+  _assert_params(checkpointing.load_workdir(path, 'latest')[1], 0.5)
+  _assert_params(checkpointing.load_workdir(path, 'latest', params='raw')[1], 6.0)
+  # The best checkpoint keeps both; validation scored the EMA ones.
+  best = checkpointing.create_best_manager(path)
+  checkpointing.save_best(best, path, 6, _params(6.0), 30.0, 0.9, ema_params=_params(0.5))
+  best.close()
+  _assert_params(checkpointing.load_workdir(path, 'best')[1], 0.5)
+  _assert_params(checkpointing.load_workdir(path, 'best', params='raw')[1], 6.0)

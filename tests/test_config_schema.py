@@ -38,6 +38,8 @@ def test_config_differences_allow_non_frozen_changes():
     ('model.fusion', 'sum', 'model.fusion'),
     ('data.cache', 'disk', 'data.cache'),
     ('data.cache_max_gb', -1.0, 'data.cache_max_gb'),
+    ('grad_accum_steps', 0, 'grad_accum_steps'),
+    ('ema_decay', 1.0, 'ema_decay'),
 ])
 def test_bad_config_values_name_the_field(field, value, fragment):
   config = train_helper.tiny_config({field: value})
@@ -53,6 +55,22 @@ def test_num_train_steps_derived_from_epochs():
   assert config_schema.resolve_num_train_steps(config, 10) == math.ceil(30 / 16)
   config.num_train_steps = 7
   assert config_schema.resolve_num_train_steps(config, 10) == 7
+
+def test_paths_resolved_once_and_the_config_left_alone(monkeypatch, tmp_path):
+  monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+  monkeypatch.chdir(tmp_path)
+  config = train_helper.tiny_config({'data.data_dir': '~/tfds', 'data.manual_dir': 'raw'})
+  resolved = config_schema.resolve_paths(config)
+  assert resolved.data.data_dir == str(tmp_path / 'home' / 'tfds')
+  assert resolved.data.manual_dir == str(tmp_path / 'raw')
+  assert config.data.data_dir == '~/tfds'  # The caller's config is not changed.
+  assert resolved.to_dict() == {**config.to_dict(), 'data': {
+      **config.data.to_dict(), 'data_dir': resolved.data.data_dir,
+      'manual_dir': resolved.data.manual_dir}}
+  assert config_schema.resolve_paths(train_helper.tiny_config()).data.data_dir is None
+  assert [f.name for f in config_schema.FIELDS if f.path] == ['data.data_dir',
+                                                              'data.manual_dir']
+
 
 def test_model_fields_are_the_models():
   assert set(config_schema.MODEL_FIELDS) == set(model_lib.CONFIG_FIELDS)

@@ -73,6 +73,12 @@ def test_evaluate_writes_reports_that_match_the_saved_images(run):
     md = f.read()
   assert 'paired_folder' in md and 'reports no numbers' in md
   assert f'{summary["psnr_y"]:.2f}' in md
+  # A run without EMA: the default params='ema' took the raw ones, and said so.
+  assert summary['params'] == 'raw' and 'raw (not averaged) parameters' in md
+  # The report links the run's training curves.
+  assert summary['curves'] == os.path.join('..', '..', 'curves.png')
+  assert '](../../curves.png)' in md
+  assert os.path.isfile(os.path.join(out, summary['curves']))
   with Image.open(result['figure']) as fig:
     assert fig.format == 'PNG' and fig.width > fig.height > 0
 

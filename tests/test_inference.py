@@ -347,3 +347,32 @@ def test_backend_choice(monkeypatch, caplog):
   assert backends.resolve('auto', bf16) == 'jax'  # the graph is float32 only
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   assert backends.resolve('auto', model) == 'jax'
+
+
+def test_from_workdir_takes_the_ema_params_unless_raw(tmp_path):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  import grain  # pylint: disable=g-import-not-at-top
+  from mh2f_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from mh2f_jax import steps  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  model = model_lib.MH2FNet(features=8, num_blocks=2)
+  raw, ema = random_params(model, 0), random_params(model, 1)
+  workdir = str(tmp_path)
+  checkpointing.save_config(workdir, {'model': {'features': 8, 'num_blocks': 2},
+                                      'ema_decay': 0.99})
+  manager = checkpointing.create_train_manager(workdir, max_to_keep=None,
+                                               enable_async=False)
+  state = steps.TrainState(step=np.int32(3), params=raw, opt_state={'mu': raw},
+                           ema_params=ema)
+  checkpointing.save_train_state(manager, 3, state, iter(
+      grain.MapDataset.source([0]).to_iter_dataset()))
+  manager.close()
+  by_default = inference.Derainer.from_workdir(workdir, 'latest')
+  assert by_default.checkpoint == 'latest, EMA'
+  for got, want in zip(jax.tree.leaves(by_default.params), jax.tree.leaves(ema)):
+    np.testing.assert_array_equal(np.asarray(got), want)
+  as_raw = inference.Derainer.from_workdir(workdir, 'latest', params='raw')
+  assert as_raw.checkpoint == 'latest'
+  for got, want in zip(jax.tree.leaves(as_raw.params), jax.tree.leaves(raw)):
+    np.testing.assert_array_equal(np.asarray(got), want)

@@ -9,6 +9,7 @@ program compiled in the first phase is loaded, not recompiled, in the second.
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,8 @@ TIMEOUT_S = 300
 # Shared by every run: the same batch each step, so the loss must fall quickly.
 BASE = {'optim.learning_rate': 5e-3, 'num_train_steps': 8, 'checkpoint_every_steps': 4}
 OVERFIT_STEPS = 40
+# Gradient accumulation and EMA: 10 steps of a batch of 16 on 4 devices (4 per device).
+ACCUM = {'batch_size': 16, 'num_train_steps': 10, 'ema_decay': 0.9}
 
 
 class Run:
@@ -117,10 +120,13 @@ def phase1(root, cache_dir):
       'one': Run(root, 'one', devices=1, cache_dir=cache_dir, overrides={
           'num_train_steps': OVERFIT_STEPS, 'checkpoint_every_steps': 20,
           'max_to_keep': 1, 'eval_every_steps': 10, 'image_every_steps': 20,
-          'num_eval_images': 2}),
+          'num_eval_images': 2, 'data.data_dir': '~/rain_data'}),
       'four': Run(root, 'four', devices=4, cache_dir=cache_dir, overrides={}),
       'diverge': Run(root, 'diverge', devices=1, cache_dir=cache_dir, overrides={
           'optim.learning_rate': 1e30, 'checkpoint_every_steps': 1}),
+      'accum1': Run(root, 'accum1', devices=4, cache_dir=cache_dir, overrides=ACCUM),
+      'accum4': Run(root, 'accum4', devices=4, cache_dir=cache_dir,
+                    overrides={**ACCUM, 'grad_accum_steps': 4}),
   }
   for run in runs.values():
     run.wait()
@@ -137,6 +143,9 @@ def phase2(root, cache_dir, phase1):
   runs = {
       'killed': Run(root, 'killed', devices=4, cache_dir=cache_dir, overrides={},
                     extra=('--kill_after_checkpoint=4',)),
+      'accum_killed': Run(root, 'accum_killed', devices=4, cache_dir=cache_dir,
+                          overrides={**ACCUM, 'grad_accum_steps': 4},
+                          extra=('--kill_after_checkpoint=4',)),
       'term': Run(root, 'term', devices=1, cache_dir=cache_dir, overrides={
           'num_train_steps': 100_000, 'checkpoint_every_steps': 10_000}),
       'four_on_one': Run(root, 'four_on_one', devices=1, cache_dir=cache_dir,
@@ -164,6 +173,10 @@ def phase2(root, cache_dir, phase1):
   runs['killed'].wait()
   runs['resumed'] = Run(root, 'resumed', devices=4, cache_dir=cache_dir, overrides={},
                         workdir=runs['killed'].workdir)
+  runs['accum_killed'].wait()
+  runs['accum_resumed'] = Run(root, 'accum_resumed', devices=4, cache_dir=cache_dir,
+                              overrides={**ACCUM, 'grad_accum_steps': 4},
+                              workdir=runs['accum_killed'].workdir)
   for run in runs.values():
     run.wait()
   return runs
@@ -195,6 +208,9 @@ def test_tiny_model_overfits_one_batch_and_validates(phase1):
   assert os.listdir(os.path.join(run.workdir, metric_writer.TENSORBOARD_DIR))
   saved = checkpointing.load_config(run.workdir)
   assert saved.num_train_steps == OVERFIT_STEPS and saved.model.features == 8
+  # '~' was resolved before config.json was written.
+  assert saved.data.data_dir == os.path.join(os.path.expanduser('~'), 'rain_data')
+  assert os.path.getsize(os.path.join(run.workdir, 'curves.png')) > 1000
   first = rows[0]
   for key in ('step', 'loss', 'l1', 'ssim', 'lr', 'steps_per_sec', 'images_per_sec'):
     assert key in first
@@ -207,6 +223,54 @@ def test_one_and_four_devices_follow_the_same_losses(phase1):
   assert sorted(b) == list(range(1, 9))
   for step in b:
     assert b[step] == pytest.approx(a[step], rel=1e-5), step
+
+
+def test_log_lines_never_share_a_line_with_the_progress_bar(phase1):
+  lines = phase1['one'].log().splitlines()
+  bar_lines = [l for l in lines if re.search(r'\d+/40 \[', l)]
+  assert bar_lines, 'the bar wrote no line of its own'
+  for line in bar_lines:
+    assert 'validation' not in line and 'checkpoint' not in line, line
+  validation_lines = [l for l in lines if 'validation PSNR-Y' in l]
+  assert len(validation_lines) == 4
+  for line in validation_lines:
+    assert 'step/s' not in line and '|' not in line and '\r' not in line, line
+
+
+def test_grad_accumulation_gives_the_same_losses_and_params(phase1):
+  one, four = phase1['accum1'], phase1['accum4']
+  for run in (one, four):
+    assert run.returncode == 0, run.log()[-4000:]
+  assert 'in 4 micro-batch(es)' in four.log()
+  a, b = train_losses(one.workdir), train_losses(four.workdir)
+  assert sorted(a) == sorted(b) == list(range(1, 11))
+  for step in a:
+    assert b[step] == pytest.approx(a[step], rel=1e-5), step
+  import jax  # pylint: disable=g-import-not-at-top
+  for kind in ('raw', 'ema'):
+    x, step_x = checkpointing.restore_params(one.workdir, params=kind)
+    y, step_y = checkpointing.restore_params(four.workdir, params=kind)
+    assert step_x == step_y == 10
+    for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True):
+      np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-7)
+  raw, _ = checkpointing.restore_params(four.workdir, params='raw')
+  ema, _ = checkpointing.restore_params(four.workdir, params='ema')
+  assert not all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(raw),
+                                                       jax.tree.leaves(ema)))
+
+
+def test_accumulated_ema_run_resumes_bit_identically(phase1, phase2):
+  killed, resumed = phase2['accum_killed'], phase2['accum_resumed']
+  assert killed.returncode == -signal.SIGKILL, killed.log()[-4000:]
+  assert resumed.returncode == 0, resumed.log()[-4000:]
+  for kind in ('raw', 'ema'):
+    params, step = checkpointing.restore_params(resumed.workdir, params=kind)
+    reference, _ = checkpointing.restore_params(phase1['accum4'].workdir, params=kind)
+    assert step == 10
+    assert_trees_equal(params, reference)
+  assert train_losses(resumed.workdir) == train_losses(phase1['accum4'].workdir)
+  # The curves continue the killed run's rows.
+  assert os.path.isfile(os.path.join(resumed.workdir, 'curves.png'))
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_good_checkpoints(phase1):
@@ -289,6 +353,13 @@ def test_batch_not_divisible_by_devices_is_refused(root, cache_dir):
   assert run.returncode == 2
   line = next(l for l in run.log().splitlines() if l.startswith('error:'))
   assert 'batch_size 6' in line and 'devices 4' in line
+
+
+def test_grad_accum_not_dividing_the_per_device_batch_is_refused(tmp_path):
+  config = train_helper.tiny_config({'grad_accum_steps': 3})  # Batch 8 on 1 device.
+  with pytest.raises(UserError, match='grad_accum_steps 3 does not divide the per-device '
+                     'batch 8'):
+    train_lib.train_and_evaluate(config, str(tmp_path), sources=([], None))
 
 
 def test_config_mismatch_is_refused_naming_the_fields(tmp_path):
