@@ -305,18 +305,11 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
 
   means = metrics.mean_metrics({k: row[k] for k in PER_IMAGE_FIELDS[1:]} for row in rows)
   summary = {
-      **means,
-      'num_images': len(rows),
-      'protocol': protocol,
-      'step': int(step),
-      'dataset': dataset,
-      'split': split,
-      'checkpoint': str(checkpoint),
+      **means, 'num_images': len(rows), 'protocol': protocol, 'step': int(step),
+      'dataset': dataset, 'split': split, 'checkpoint': str(checkpoint),
       'params': checkpointing.params_kind(config, params),
-      'curves': _curves_link(workdir, out_dir),
-      'self_ensemble': self_ensemble,
-      'num_tiled_images': int(num_tiled),
-      'num_distinct_sizes': len(shapes),
+      'curves': _curves_link(workdir, out_dir), 'self_ensemble': self_ensemble,
+      'num_tiled_images': int(num_tiled), 'num_distinct_sizes': len(shapes),
       'seconds': round(seconds, 2),
   }
   return {**summary, **_write_report(out_dir, rows, summary, images_dir)}
