@@ -38,8 +38,10 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mh2f_jax import checkpoint_recovery
 from mh2f_jax import files
 from mh2f_jax.errors import UserError
+from mh2f_jax import metric_writer
 
 _log = logging.getLogger(__name__)
 
@@ -60,7 +62,8 @@ def _check_workdir(workdir: str) -> str:
     raise UserError('no workdir given')
   path = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
   if not os.path.isdir(path):
-    raise UserError(f'workdir {workdir} does not exist')
+    raise UserError(f'workdir {workdir} is not a folder' if os.path.exists(path)
+                    else f'workdir {workdir} does not exist')
   return path
 
 
@@ -129,7 +132,10 @@ def create_train_manager(workdir: str, *, max_to_keep: int | None,
   """
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, save_interval_steps=1,
-      enable_async_checkpointing=enable_async, create=True)
+      enable_async_checkpointing=enable_async, create=True,
+      # A save cut short (a full disk, a kill) leaves STEP.orbax-checkpoint-tmp behind:
+      # the next run removes it (the workdir lock makes that run the only writer).
+      cleanup_tmp_directories=True)
   return ocp.CheckpointManager(os.path.join(workdir, CHECKPOINT_DIR),
                                item_names=(STATE_ITEM, DATA_ITEM), options=options)
 
@@ -161,16 +167,28 @@ def restore_train_state(manager: ocp.CheckpointManager, abstract_state: Any,
     abstract_state: the state's shapes, dtypes and shardings (restored onto those).
     data_iter: the Grain iterator, moved to the saved position in place.
 
+  A corrupt newest checkpoint is moved aside and the one before it restored; see
+  ``checkpoint_recovery``.
+
   Returns:
     The restored state, or None.
+
+  Raises:
+    UserError: a checkpoint that does not fit ``abstract_state``, every checkpoint
+      corrupt, or no checkpoint in a workdir whose record shows a trained run.
   """
-  latest = manager.latest_step()
-  if latest is None:
-    return None
-  restored = manager.restore(latest, args=ocp.args.Composite(**{
-      STATE_ITEM: ocp.args.StandardRestore(abstract_state),
-      DATA_ITEM: grain.checkpoint.CheckpointRestore(data_iter)}))
-  return restored[STATE_ITEM]
+  def restore(step: int) -> Any:
+    return manager.restore(step, args=ocp.args.Composite(**{
+        STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+        DATA_ITEM: grain.checkpoint.CheckpointRestore(data_iter)}))[STATE_ITEM]
+
+  state = checkpoint_recovery.restore_newest_intact(manager, restore, abstract_state.params,
+                                                    STATE_ITEM)
+  if state is None:
+    checkpoint_recovery.refuse_lost_checkpoints(
+        os.path.dirname(os.fspath(manager.directory)), metric_writer.METRICS_FILE, BEST_DIR,
+        CHECKPOINT_DIR, CONFIG_FILE)
+  return state
 
 
 def create_best_manager(workdir: str) -> ocp.CheckpointManager:
@@ -320,13 +338,28 @@ def restore_params(workdir: str, checkpoint: str | int = 'latest') -> tuple[Any,
     if step not in train and step not in best:
       raise UserError(f'workdir {workdir} has no checkpoint at step {step}; '
                       f'{_describe_available(train, best)}')
+  # 'latest' skips a corrupt newest checkpoint with a note; a named one is an error.
+  candidates = [step] + ([s for s in reversed(train) if s < step] if selector == 'latest' else [])
+  for candidate in candidates:
+    try:
+      return _restore_step_params(path, candidate, train), int(candidate)
+    except Exception as e:  # pylint: disable=broad-except  (see checkpoint_recovery)
+      reason = checkpoint_recovery.short_reason(e)
+    if selector != 'latest':
+      raise UserError(f'checkpoint {candidate} in {workdir} is corrupt ({reason}); choose '
+                      f'another --checkpoint: {_describe_available(train, best)}')
+    _log.warning('checkpoint %d in %s is corrupt (%s): skipped', candidate, workdir, reason)
+  raise UserError(f'every training checkpoint in {workdir} is corrupt; '
+                  f'{_describe_available(train, best)}')
+
+
+def _restore_step_params(workdir: str, step: int, train: list[int]) -> Any:
+  """The params of a training step (if ``step`` is one) or else of the best step."""
   if step in train:
-    item_dir = os.path.join(path, CHECKPOINT_DIR, str(step), STATE_ITEM)
-    params = _restore_params_numpy(item_dir, 'params')
-  else:
-    item_dir = os.path.join(path, BEST_DIR, str(step), PARAMS_ITEM)
-    params = _restore_params_numpy(item_dir, None)
-  return params, int(step)
+    item_dir = os.path.join(workdir, CHECKPOINT_DIR, str(step), STATE_ITEM)
+    return _restore_params_numpy(item_dir, 'params')
+  item_dir = os.path.join(workdir, BEST_DIR, str(step), PARAMS_ITEM)
+  return _restore_params_numpy(item_dir, None)
 
 
 def resolve_checkpoint(workdir: str, checkpoint: Any, *, fallback: bool) -> str | int:

@@ -7,7 +7,8 @@ flags in a function and hands it, with its ``main``, to :func:`run`:
   ``absl.flags.FLAGS``, so that several tools can be imported and run in one process (a
   notebook, the tests) without their flag names clashing.
 * A mistake the user can fix (:class:`~mh2f_jax.errors.UserError`, a bad flag, a
-  missing or broken config file) prints one ``error: ...`` line and returns exit
+  missing or broken config file, and a write refused by the system: full disk, quota,
+  read-only mount, permission) prints one ``error: ...`` line and returns exit
   status 2, without a traceback. Anything else is a bug and keeps its traceback.
 * Log policy: the tool's own progress goes to stdout (``print``); absl logs go to stderr
   at the tool's level (INFO for training, WARNING otherwise); the package's notes
@@ -26,17 +27,25 @@ import sys
 from absl import flags
 from absl import logging
 
+from mh2f_jax import files
 from mh2f_jax.errors import UserError
 
 EXIT_USER_ERROR = 2
 
 
 class _DropLibraryInfo(pylogging.Filter):
-  """Drops the INFO lines Orbax writes for every save and restore; keeps its warnings."""
+  """Drops the INFO lines Orbax writes for every save and restore; keeps its warnings.
+
+  Also drops the tracebacks Orbax logs when a background save hits a full disk or a
+  read-only mount: the same error reaches the tool, which reports it in one line.
+  """
 
   def filter(self, record: pylogging.LogRecord) -> bool:
-    return record.levelno >= pylogging.WARNING or (
-        f'{os.sep}orbax{os.sep}' not in record.pathname)
+    if f'{os.sep}orbax{os.sep}' not in record.pathname:
+      return True
+    if record.exc_info and files.is_write_fault(record.exc_info[1]):
+      return False
+    return record.levelno >= pylogging.WARNING
 
 
 @contextlib.contextmanager
@@ -162,6 +171,12 @@ def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
       status = main(values, positional)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
+    return EXIT_USER_ERROR
+  except Exception as e:  # pylint: disable=broad-except  (re-raised unless a write fault)
+    # A full disk, a quota, a read-only mount, a denied write: the user's to fix.
+    if not files.is_write_fault(e):
+      raise
+    print(f'error: {files.describe_write_fault(e, "a file")}', file=sys.stderr)
     return EXIT_USER_ERROR
   return 0 if status is None else int(status)
 

@@ -41,6 +41,7 @@ from mh2f_jax import optim
 from mh2f_jax import preemption
 from mh2f_jax import steps
 from mh2f_jax import validation
+from mh2f_jax import workdir_lock
 from mh2f_jax.errors import UserError
 
 
@@ -200,6 +201,7 @@ def due_actions(config: ml_collections.ConfigDict, step: int, *, last: bool, sto
               save=stopping or itstime(step, config.checkpoint_every_steps, last=last))
 
 
+@workdir_lock.held
 def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str, *,
                        sources: tuple[Sequence[Any], Sequence[Any] | None] | None = None,
                        step_callbacks: Sequence[Callable[[int], None]] = ()
@@ -221,7 +223,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
 
   Raises:
     UserError: a bad config, frozen fields that differ from the workdir's, a batch that
-      does not split over the devices, a missing dataset, or a non-finite loss.
+      does not split over the devices, a missing dataset, a non-finite loss, a workdir
+      in use by another run (``workdir_lock``), a checkpoint that does not fit the
+      config or a workdir whose checkpoints are gone (``checkpoint_recovery``), or a
+      full disk or read-only workdir.
   """
   config = ml_collections.ConfigDict(config) if isinstance(config, Mapping) else config
   config_schema.validate(config)
@@ -232,8 +237,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
   model = model_lib.from_config(config.model)
   train_source, eval_source = sources or input_pipeline.get_sources(config)
   num_train_steps = config_schema.resolve_num_train_steps(config, len(train_source))
-  if is_main:
-    checkpointing.save_config(workdir, {**config.to_dict(), 'num_train_steps': num_train_steps})
   tx, schedule = optim.create_optimizer(config.optim, num_train_steps)
   train_iter = input_pipeline.create_train_iterator(
       train_source, global_batch_size=config.batch_size, patch_size=config.data.patch_size,
@@ -242,6 +245,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
   state = checkpointing.restore_train_state(
       manager, steps.abstract_train_state(model, tx, config.seed, mesh), train_iter
   ) or steps.create_train_state(model, tx, config.seed, mesh)
+  if is_main:  # Only now: a config that cannot restore the workdir's state is not saved.
+    checkpointing.save_config(workdir, {**config.to_dict(), 'num_train_steps': num_train_steps})
   start_step = step = int(jax.device_get(state.step))
   _log_setup(config, state, len(train_source), num_train_steps, start_step)
   train_step = steps.make_train_step(model, tx, ssim_weight=config.loss.ssim_weight,
