@@ -23,6 +23,8 @@ import contextlib
 import logging as pylogging
 import os
 import sys
+import threading
+from typing import Any
 
 from absl import flags
 from absl import logging
@@ -69,6 +71,11 @@ def log_policy(level: int = logging.WARNING) -> Iterator[None]:
   logging.set_verbosity(level)
   logging.set_stderrthreshold(level)
   absl_handler.addFilter(library_filter)
+  # On the logger too: a record is filtered there whichever handlers print it.
+  absl_logger = pylogging.getLogger('absl')
+  absl_logger.addFilter(library_filter)
+  thread_hook = threading.excepthook
+  threading.excepthook = _thread_hook(thread_hook)
   notes.addHandler(note_handler)
   # The package's notes are warnings, shown whatever level the libraries' logs get.
   notes.setLevel(pylogging.WARNING)
@@ -80,9 +87,23 @@ def log_policy(level: int = logging.WARNING) -> Iterator[None]:
     notes.propagate = propagate
     notes.setLevel(notes_level)
     notes.removeHandler(note_handler)
+    threading.excepthook = thread_hook
+    absl_logger.removeFilter(library_filter)
     absl_handler.removeFilter(library_filter)
     logging.set_verbosity(previous[0])
     logging.set_stderrthreshold(previous[1])
+
+
+def _thread_hook(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+  """A ``threading.excepthook`` that keeps quiet about write faults in threads.
+
+  A background writer that hits a full disk dies with a traceback; the tool reports
+  the same fault in one line when the main thread meets it.
+  """
+  def hook(args: Any) -> None:
+    if not files.is_write_fault(args.exc_value):
+      previous(args)
+  return hook
 
 
 def define_distributed_flags(values: flags.FlagValues) -> None:

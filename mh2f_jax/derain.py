@@ -37,6 +37,7 @@ import io
 import os
 import sys
 from typing import Any
+import warnings
 
 from absl import flags
 from absl import logging as absl_logging
@@ -183,8 +184,10 @@ def _planned_extension(path: str) -> str:
   """The extension :func:`output_extension` will give ``path``, from its header."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   try:
-    with Image.open(path) as img:
-      return output_extension('float' if img.mode == 'F' else 'rgb')
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')  # Size warnings: --max_pixels decides when it is read.
+      with Image.open(path) as img:
+        return output_extension('float' if img.mode == 'F' else 'rgb')
   except Exception:  # pylint: disable=broad-except  (reported when it is read)
     return '.png'
 

@@ -223,10 +223,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
 
   Raises:
     UserError: a bad config, frozen fields that differ from the workdir's, a batch that
-      does not split over the devices, a missing dataset, a non-finite loss, a workdir
-      in use by another run (``workdir_lock``), a checkpoint that does not fit the
-      config or a workdir whose checkpoints are gone (``checkpoint_recovery``), or a
-      full disk or read-only workdir.
+      does not split over the devices, a missing dataset, a non-finite loss, or a
+      workdir fault (in use, lost checkpoints, full disk: docs/training.md, Faults).
   """
   config = ml_collections.ConfigDict(config) if isinstance(config, Mapping) else config
   config_schema.validate(config)
