@@ -208,6 +208,40 @@ def test_a_lock_held_on_another_host_is_never_judged_by_pid(tmp_path):
     workdir_lock.acquire(str(tmp_path))
 
 
+_HELD_IN_GROUP = """
+import sys
+import jax
+sys.path.insert(0, {repo!r})
+jax.config.update('jax_platforms', 'cpu')
+jax.distributed.initialize(coordinator_address={address!r}, num_processes=2, process_id=int(sys.argv[1]))
+from mh2f_jax import workdir_lock
+try:
+  workdir_lock.held(lambda config, workdir: print('the run started'))(None, {workdir!r})
+except workdir_lock.WorkdirLockedError as e:
+  print('error:', e)
+"""
+
+
+def test_in_a_multi_process_run_process_0_decides_for_all(tmp_path):
+  holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])
+  try:
+    _write_lock(str(tmp_path), pid=holder.pid)
+    with socket.socket() as s:
+      s.bind(('127.0.0.1', 0))
+      address = f'127.0.0.1:{s.getsockname()[1]}'
+    script = _HELD_IN_GROUP.format(repo=REPO, address=address, workdir=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, '-c', script, str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
+  finally:
+    holder.kill()
+    holder.wait()
+  assert f'in use by another training run (host {socket.gethostname()}, pid {holder.pid}' in (
+      outputs[0])
+  assert 'in use by another training run (see process 0)' in outputs[1]
+  assert 'the run started' not in ''.join(outputs)
+
+
 # 3. Derain never overwrites ------------------------------------------------------------
 
 
