@@ -127,6 +127,24 @@ def test_a_failed_tensorboard_write_raises_instead_of_hanging(tmp_path, monkeypa
   assert outcome[-1] == 'closed'
 
 
+def test_tensorboard_events_written_in_the_calling_thread_read_back(tmp_path):
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  writer = metric_writer.MetricWriter(str(tmp_path), 0, enabled=True)
+  writer.row({'step': 3, 'loss': 0.25}, 'train')
+  writer.images(4, [np.zeros((6, 9, 3), np.uint8)])
+  writer.close()
+  (name,) = os.listdir(tmp_path / metric_writer.TENSORBOARD_DIR)
+  data = (tmp_path / metric_writer.TENSORBOARD_DIR / name).read_bytes()
+  found, i = [], 0
+  while i < len(data):  # TFRecord: length, its CRC, the event, its CRC.
+    (length,) = struct.unpack('<Q', data[i:i + 8])
+    event = event_pb2.Event.FromString(data[i + 12:i + 12 + length])
+    found += [(v.tag, event.step, v.simple_value if v.HasField('simple_value') else
+               (v.image.height, v.image.width)) for v in event.summary.value]
+    i += 16 + length
+  assert found == [('train/loss', 3, 0.25), ('val/rainy_derained_clean_0', 4, (6, 9))]
+
+
 def test_full_disk_ends_train_with_one_error_line_keeping_the_last_checkpoint(tmp_path):
   with _tmpfs(str(tmp_path / 'disk'), '4m') as disk:
     if disk is None:

@@ -142,6 +142,7 @@ def run_cli(args) -> int:
   """``train.py --config=<tiny config> --workdir=...`` with the sources in memory."""
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_platforms', 'cpu')
+  from mh2f_jax import cli  # pylint: disable=g-import-not-at-top
   from mh2f_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from mh2f_jax import train  # pylint: disable=g-import-not-at-top
 
@@ -157,7 +158,8 @@ def run_cli(args) -> int:
     f.write(f'import json, sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n'
             'import train_helper\n\n\ndef get_config():\n'
             f'  return train_helper.tiny_config(json.loads({args.config_json!r}))\n')
-  return train.run([f'--config={config_file}', f'--workdir={args.workdir}'])
+  # Ends as the tool's entry point does (cli.exit_with).
+  cli.exit_with(train.run([f'--config={config_file}', f'--workdir={args.workdir}']))
 
 
 if __name__ == '__main__':
