@@ -162,13 +162,13 @@ def restore_train_state(manager: ocp.CheckpointManager, abstract_state: Any,
                         data_iter: Any) -> Any | None:
   """Restores the newest training checkpoint, or returns None when there is none.
 
+  A corrupt newest checkpoint is moved aside and the one before it restored; see
+  ``checkpoint_recovery``.
+
   Args:
     manager: from :func:`create_train_manager`.
     abstract_state: the state's shapes, dtypes and shardings (restored onto those).
     data_iter: the Grain iterator, moved to the saved position in place.
-
-  A corrupt newest checkpoint is moved aside and the one before it restored; see
-  ``checkpoint_recovery``.
 
   Returns:
     The restored state, or None.

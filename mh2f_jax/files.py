@@ -1,5 +1,9 @@
 """Files on disk: atomic writes, PNG encoding, image listing and example names.
 
+Also what every tool shares about files it cannot write or should not decode: write
+faults (a full disk, a read-only mount) told apart from bugs, and the decoding cap
+(``--max_pixels``).
+
 Every file the project writes for a user (configs, reports, derained images, exported
 parameters) goes through :func:`write_atomic`, so a reader never sees a half-written
 file and an interrupted write leaves the old file intact.

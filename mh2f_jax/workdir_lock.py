@@ -27,7 +27,7 @@ every POSIX file system, including NFSv3 and later, and the file is there to rea
 
 from __future__ import annotations
 
-import errno
+import functools
 import json
 import logging
 import os
@@ -194,8 +194,6 @@ def held(function):
   system refuses (full disk, quota, read-only) ends the run with a ``UserError`` that
   names the file and the last complete checkpoint.
   """
-  import functools  # pylint: disable=g-import-not-at-top
-
   @functools.wraps(function)
   def wrapper(config, workdir, *args, **kwargs):
     import jax  # pylint: disable=g-import-not-at-top
