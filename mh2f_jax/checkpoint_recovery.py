@@ -21,6 +21,7 @@ import os
 import time
 from typing import Any
 
+from absl import logging as absl_logging
 from etils import epath
 import jax
 import numpy as np
@@ -134,6 +135,7 @@ def restore_newest_intact(manager: ocp.CheckpointManager, restore: Any,
     except Exception as e:  # pylint: disable=broad-except
       state, error = None, e
     if all_processes_ok(error is None):
+      absl_logging.info('resumed from checkpoint %d in %s', step, directory)
       return state
     item_dir = os.path.join(directory, str(step), state_item)
     mismatch = params_mismatch(item_dir, abstract_params) if os.path.isdir(item_dir) else None
