@@ -1,34 +1,12 @@
-"""The workdir on disk: configs, Orbax checkpoints and the best-validation parameters.
+"""The workdir on disk: every save, restore and "which checkpoint" decision.
 
-Training writes, evaluation and inference read, through this one module:
-
-```
-WORKDIR/config.json        the resolved config (``config.to_dict()``), written atomically
-WORKDIR/checkpoints/STEP/  Orbax CheckpointManager steps, items 'state' (TrainState:
-                           step, params, opt_state, and ema_params when the run keeps an
-                           EMA) and 'data' (the Grain iterator state)
-WORKDIR/best/STEP/         params of the best validation PSNR-Y so far, items 'params',
-                           'ema_params' (with EMA: the parameters validated) and
-                           'metrics' ({step, psnr_y, ssim_y}); only the latest is kept
-WORKDIR/best.json          {"step", "psnr_y", "ssim_y"}, a copy of best/STEP/metrics
-```
-
-Why a separate ``best/`` manager: the training manager keeps only the newest
-``max_to_keep`` steps, so the best step would soon be deleted. ``best/`` holds one params
-copy (no optimizer state: a third of a training checkpoint) that Orbax writes atomically
-(a temporary folder renamed once complete) before it removes the previous best, so a
-crash at any moment leaves one complete best checkpoint. ``best.json`` is written after
-that, atomically; the ``metrics`` item inside ``best/STEP`` is the source of truth if the
-two ever disagree.
-
-A run without EMA saves no ``ema_params`` at all, so its checkpoints have the layout
-they had before EMA existed, and older workdirs resume and load unchanged. Evaluation
-and inference take the EMA parameters of a workdir that has them (``params='ema'``, the
-default) or the raw ones (``params='raw'``).
-
-Parameters are restored as NumPy arrays from the checkpoint metadata alone: no model is
-built and no device layout is assumed, so a checkpoint written on 8 GPUs restores on a
-laptop CPU.
+Training writes, evaluation and inference read, through this one module: ``config.json``
+(the resolved config), ``checkpoints/STEP/`` (Orbax steps with items 'state', the
+``TrainState``, and 'data', the Grain iterator), ``best/STEP/`` (the parameters of the
+best validation, items 'params', 'ema_params' with an EMA, and 'metrics') and
+``best.json``; docs/training.md (Outputs, The best checkpoint, EMA) gives the layout and
+why it is so. Parameters are restored as NumPy arrays from the checkpoint metadata alone,
+so a checkpoint written on 8 GPUs restores on a laptop CPU.
 """
 
 from __future__ import annotations
@@ -46,8 +24,10 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mh2f_jax import checkpoint_recovery
 from mh2f_jax import files
 from mh2f_jax.errors import UserError
+from mh2f_jax import metric_writer
 
 _log = logging.getLogger(__name__)
 
@@ -72,7 +52,8 @@ def _check_workdir(workdir: str) -> str:
     raise UserError('no workdir given')
   path = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
   if not os.path.isdir(path):
-    raise UserError(f'workdir {workdir} does not exist')
+    raise UserError(f'workdir {workdir} is not a folder' if os.path.exists(path)
+                    else f'workdir {workdir} does not exist')
   return path
 
 
@@ -141,7 +122,10 @@ def create_train_manager(workdir: str, *, max_to_keep: int | None,
   """
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, save_interval_steps=1,
-      enable_async_checkpointing=enable_async, create=True)
+      enable_async_checkpointing=enable_async, create=True,
+      # A save cut short (a full disk, a kill) leaves STEP.orbax-checkpoint-tmp behind:
+      # the next run removes it (the workdir lock makes that run the only writer).
+      cleanup_tmp_directories=True)
   return ocp.CheckpointManager(os.path.join(workdir, CHECKPOINT_DIR),
                                item_names=(STATE_ITEM, DATA_ITEM), options=options)
 
@@ -178,6 +162,9 @@ def restore_train_state(manager: ocp.CheckpointManager, abstract_state: Any,
                         data_iter: Any) -> Any | None:
   """Restores the newest training checkpoint, or returns None when there is none.
 
+  A corrupt newest checkpoint is moved aside and the one before it restored; see
+  ``checkpoint_recovery``.
+
   Args:
     manager: from :func:`create_train_manager`.
     abstract_state: the state's shapes, dtypes and shardings (restored onto those).
@@ -185,14 +172,24 @@ def restore_train_state(manager: ocp.CheckpointManager, abstract_state: Any,
 
   Returns:
     The restored state, or None.
+
+  Raises:
+    UserError: a checkpoint that does not fit ``abstract_state``, every checkpoint
+      corrupt, or no checkpoint in a workdir whose record shows a trained run.
   """
-  latest = manager.latest_step()
-  if latest is None:
-    return None
-  restored = manager.restore(latest, args=ocp.args.Composite(**{
-      STATE_ITEM: ocp.args.StandardRestore(_state_fields(abstract_state)),
-      DATA_ITEM: grain.checkpoint.CheckpointRestore(data_iter)}))
-  return abstract_state.replace(**restored[STATE_ITEM])
+  def restore(step: int) -> Any:
+    restored = manager.restore(step, args=ocp.args.Composite(**{
+        STATE_ITEM: ocp.args.StandardRestore(_state_fields(abstract_state)),
+        DATA_ITEM: grain.checkpoint.CheckpointRestore(data_iter)}))
+    return abstract_state.replace(**restored[STATE_ITEM])
+
+  state = checkpoint_recovery.restore_newest_intact(manager, restore, abstract_state.params,
+                                                    STATE_ITEM)
+  if state is None:
+    checkpoint_recovery.refuse_lost_checkpoints(
+        os.path.dirname(os.fspath(manager.directory)), metric_writer.METRICS_FILE, BEST_DIR,
+        CHECKPOINT_DIR, CONFIG_FILE)
+  return state
 
 
 def create_best_manager(workdir: str) -> ocp.CheckpointManager:
@@ -308,10 +305,7 @@ def _describe_available(train: list[int], best: list[int]) -> str:
 
 def restore_params(workdir: str, checkpoint: str | int = 'latest', *,
                    params: str = 'raw') -> tuple[Any, int]:
-  """Restores only the parameters of a checkpoint, as NumPy arrays.
-
-  Works on any number of devices (the restore uses no device), while training is still
-  writing other steps, and whatever the device count of the run that saved it.
+  """Restores only the parameters of a checkpoint, as NumPy arrays (no device used).
 
   Args:
     workdir: the training run's directory.
@@ -325,9 +319,8 @@ def restore_params(workdir: str, checkpoint: str | int = 'latest', *,
     ``(params, step)``: the Flax ``params`` tree of ``np.ndarray`` and its step.
 
   Raises:
-    UserError: missing workdir, no checkpoints, no best checkpoint, an unknown step
-      (the message lists the available ones), a malformed selector, or 'ema' for a
-      checkpoint without EMA parameters.
+    UserError: missing workdir, no (best) checkpoint, an unknown step, a malformed
+      selector, a corrupt checkpoint, or 'ema' for a checkpoint without EMA parameters.
   """
   selector = parse_checkpoint(checkpoint)
   kind = parse_params(params)
@@ -351,15 +344,38 @@ def restore_params(workdir: str, checkpoint: str | int = 'latest', *,
     if step not in train and step not in best:
       raise UserError(f'workdir {workdir} has no checkpoint at step {step}; '
                       f'{_describe_available(train, best)}')
+  # 'latest' skips a corrupt newest checkpoint with a note; a named one is an error.
+  candidates = [step] + ([s for s in reversed(train) if s < step] if selector == 'latest' else [])
+  for candidate in candidates:
+    try:
+      return _restore_step_params(path, candidate, train, kind), int(candidate)
+    except UserError:
+      raise  # No EMA parameters in an intact checkpoint: not corruption.
+    except Exception as e:  # pylint: disable=broad-except  (see checkpoint_recovery)
+      reason = checkpoint_recovery.short_reason(e)
+    if selector != 'latest':
+      raise UserError(f'checkpoint {candidate} in {workdir} is corrupt ({reason}); choose '
+                      f'another --checkpoint: {_describe_available(train, best)}')
+    _log.warning('checkpoint %d in %s is corrupt (%s): skipped', candidate, workdir, reason)
+  raise UserError(f'every training checkpoint in {workdir} is corrupt; '
+                  f'{_describe_available(train, best)}')
+
+
+def _restore_step_params(workdir: str, step: int, train: list[int], kind: str) -> Any:
+  """The raw or EMA params of a training step (if ``step`` is one), else of the best.
+
+  Raises:
+    UserError: the checkpoint holds no EMA parameters and ``kind`` is 'ema'.
+  """
   name = EMA_ITEM if kind == 'ema' else PARAMS_ITEM
   if step in train:
-    item_dir, subtree = os.path.join(path, CHECKPOINT_DIR, str(step), STATE_ITEM), name
+    item_dir, subtree = os.path.join(workdir, CHECKPOINT_DIR, str(step), STATE_ITEM), name
   else:
-    item_dir, subtree = os.path.join(path, BEST_DIR, str(step), name), None
+    item_dir, subtree = os.path.join(workdir, BEST_DIR, str(step), name), None
   try:
     if not os.path.isdir(item_dir):
       raise KeyError(name)
-    return _restore_params_numpy(item_dir, subtree), int(step)
+    return _restore_params_numpy(item_dir, subtree)
   except KeyError:
     raise UserError(f'checkpoint step {step} of {workdir} holds no {name} (a run keeps '
                     "EMA parameters only when ema_decay is set); use params='raw'") from None
@@ -377,11 +393,7 @@ def parse_params(params: str) -> str:
 
 
 def params_kind(config: ml_collections.ConfigDict, params: str = 'ema') -> str:
-  """Which parameters ``params`` selects in a workdir with this config: 'ema' or 'raw'.
-
-  'ema' where the run kept an EMA (``ema_decay`` set; it cannot change on resume), the
-  raw parameters otherwise, and always for 'raw'.
-  """
+  """'ema' if ``params`` is 'ema' and the run kept an EMA (``ema_decay`` set), else 'raw'."""
   if parse_params(params) == 'ema' and config.get('ema_decay') is not None:
     return 'ema'
   return 'raw'
@@ -393,15 +405,13 @@ def resolve_checkpoint(workdir: str, checkpoint: Any, *, fallback: bool) -> str 
   Args:
     workdir: an existing training workdir.
     checkpoint: 'latest', 'best', an int step or a string of digits.
-    fallback: whether a missing best checkpoint (no validation was recorded) falls back
-      to 'latest' with a logged warning instead of an error.
+    fallback: a missing best checkpoint falls back to 'latest' with a warning.
 
   Returns:
     The selector to pass to :func:`restore_params`.
 
   Raises:
-    UserError: a malformed selector, or 'best' without a best checkpoint and
-      ``fallback`` False.
+    UserError: a malformed selector, or no best checkpoint and ``fallback`` False.
   """
   checkpoint = parse_checkpoint(checkpoint)
   if checkpoint != 'best' or best_steps(workdir):
@@ -428,12 +438,10 @@ def load_workdir(workdir: str, checkpoint: Any = 'best', *, fallback: bool = Tru
       :func:`params_kind`) or 'raw'.
 
   Returns:
-    ``(config, params, step)``: the run's config, and the parameters as NumPy arrays
-    and their step.
+    ``(config, params, step)``: the run's config, its parameters (NumPy) and their step.
 
   Raises:
-    UserError: see :func:`load_config`, :func:`resolve_checkpoint` and
-      :func:`restore_params`.
+    UserError: see :func:`load_config`, :func:`resolve_checkpoint`, :func:`restore_params`.
   """
   workdir = os.fspath(workdir)
   config = load_config(workdir)

@@ -7,7 +7,8 @@ flags in a function and hands it, with its ``main``, to :func:`run`:
   ``absl.flags.FLAGS``, so that several tools can be imported and run in one process (a
   notebook, the tests) without their flag names clashing.
 * A mistake the user can fix (:class:`~mh2f_jax.errors.UserError`, a bad flag, a
-  missing or broken config file) prints one ``error: ...`` line and returns exit
+  missing or broken config file, and a write refused by the system: full disk, quota,
+  read-only mount, permission) prints one ``error: ...`` line and returns exit
   status 2, without a traceback. Anything else is a bug and keeps its traceback.
 * Log policy: the tool's own progress goes to stdout (``print``); absl logs go to stderr
   at the tool's level (INFO for training, WARNING otherwise); the package's notes
@@ -22,14 +23,27 @@ import contextlib
 import logging as pylogging
 import os
 import sys
+import threading
+from typing import Any
 
 from absl import flags
 from absl import logging
 
+from mh2f_jax import files
 from mh2f_jax import logs
 from mh2f_jax.errors import UserError
 
 EXIT_USER_ERROR = 2
+
+
+class _DropWriteFaultTracebacks(pylogging.Filter):
+  """Drops the tracebacks Orbax logs when a background save hits a full disk or a
+  read-only mount: the same error reaches the tool, which reports it in one line.
+  """
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return not (record.exc_info and f'{os.sep}orbax{os.sep}' in record.pathname
+                and files.is_write_fault(record.exc_info[1]))
 
 
 @contextlib.contextmanager
@@ -53,8 +67,15 @@ def log_policy(level: int = logging.WARNING) -> Iterator[None]:
   propagate, notes_level = notes.propagate, notes.level
   logging.set_verbosity(level)
   logging.set_stderrthreshold(level)
+  fault_filter = _DropWriteFaultTracebacks()
   for handler in (absl_handler, *root_handlers):
     handler.addFilter(library_filter)
+    handler.addFilter(fault_filter)
+  # On the logger too: a record is filtered there whichever handlers print it.
+  absl_logger = pylogging.getLogger('absl')
+  absl_logger.addFilter(fault_filter)
+  thread_hook = threading.excepthook
+  threading.excepthook = _thread_hook(thread_hook)
   notes.addHandler(note_handler)
   # The package's notes are warnings, shown whatever level the libraries' logs get.
   notes.setLevel(pylogging.WARNING)
@@ -66,10 +87,25 @@ def log_policy(level: int = logging.WARNING) -> Iterator[None]:
     notes.propagate = propagate
     notes.setLevel(notes_level)
     notes.removeHandler(note_handler)
+    threading.excepthook = thread_hook
+    absl_logger.removeFilter(fault_filter)
     for handler in (absl_handler, *root_handlers):
       handler.removeFilter(library_filter)
+      handler.removeFilter(fault_filter)
     logging.set_verbosity(previous[0])
     logging.set_stderrthreshold(previous[1])
+
+
+def _thread_hook(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+  """A ``threading.excepthook`` that keeps quiet about write faults in threads.
+
+  A background writer that hits a full disk dies with a traceback; the tool reports
+  the same fault in one line when the main thread meets it.
+  """
+  def hook(args: Any) -> None:
+    if not files.is_write_fault(args.exc_value):
+      previous(args)
+  return hook
 
 
 def define_distributed_flags(values: flags.FlagValues) -> None:
@@ -164,6 +200,12 @@ def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_USER_ERROR
+  except Exception as e:  # pylint: disable=broad-except  (re-raised unless a write fault)
+    # A full disk, a quota, a read-only mount, a denied write: the user's to fix.
+    if not files.is_write_fault(e):
+      raise
+    print(f'error: {files.describe_write_fault(e, "a file")}', file=sys.stderr)
+    return EXIT_USER_ERROR
   return 0 if status is None else int(status)
 
 
@@ -185,7 +227,15 @@ def _first_line(error: Exception) -> str:
 
 
 def exit_with(status: int) -> None:
-  """Ends a console-script process with ``status`` (flushing stdout and stderr)."""
+  """Ends a console-script process with ``status`` (flushing stdout and stderr).
+
+  After a user error, the ``error:`` line is the tool's last word: background threads
+  that a failed write left behind (Orbax's, whose event loop is closed under them) may
+  print tracebacks while the interpreter shuts down, saying nothing the line did not, so
+  stderr is closed first.
+  """
   sys.stdout.flush()
   sys.stderr.flush()
+  if status == EXIT_USER_ERROR:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
   sys.exit(status)

@@ -26,8 +26,11 @@ the output's name without its extension. An existing file there is never replace
 next free name (``<name>-2.png``, ...) is used.
 
 Safety: no output is ever written onto an input (``--output`` equal to the input folder,
-or an output path equal to an input file, is refused before anything runs); outputs are
-written atomically. An unreadable file is reported by name and skipped; the others go on.
+or an output path equal to an input file, is refused before anything runs), nor onto any
+existing file unless ``--overwrite`` is given (existing outputs are listed and nothing
+runs); outputs are written atomically. An unreadable file, or one declaring more than
+``--max_pixels`` pixels (default 100 million; checked in its header before decoding), is
+reported by name and skipped; the others go on.
 
 Exit status: 0 when every image was derained, 1 when some files failed, 2 for a usage
 error (missing workdir or checkpoints, no images, unsafe output) with a one-line message.
@@ -40,6 +43,7 @@ import itertools
 import os
 import sys
 from typing import Any
+import warnings
 
 from absl import flags
 from absl import logging as absl_logging
@@ -212,12 +216,26 @@ def _is_one_of(path: str, ids: set[Any]) -> bool:
   return (st.st_dev, st.st_ino) in ids
 
 
-def plan_outputs(input_path: str, output_dir: str) -> list[tuple[str, str]]:
+def _planned_extension(path: str) -> str:
+  """The extension :func:`output_extension` will give ``path``, from its header."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')  # Size warnings: --max_pixels decides when it is read.
+      with Image.open(path) as img:
+        return output_extension('float' if img.mode == 'F' else 'rgb')
+  except Exception:  # pylint: disable=broad-except  (reported when it is read)
+    return '.png'
+
+
+def plan_outputs(input_path: str, output_dir: str, *, overwrite: bool = False
+                 ) -> list[tuple[str, str]]:
   """Pairs every input image with its output path, refusing anything unsafe.
 
   Args:
     input_path: an image file or a folder.
     output_dir: the output folder (may not exist yet).
+    overwrite: whether existing files (other than inputs) may be replaced.
 
   Returns:
     ``[(input_file, output_stem_path)]``: the output path without its extension, which
@@ -225,7 +243,8 @@ def plan_outputs(input_path: str, output_dir: str) -> list[tuple[str, str]]:
 
   Raises:
     errors.UserError: missing input, a folder without images, an output that is a file,
-      the input folder as output, or an output path equal to an input file.
+      the input folder as output, an output path equal to an input file, or (without
+      ``overwrite``) outputs that exist.
   """
   if not os.path.exists(input_path):
     raise errors.UserError(f'input {input_path} does not exist')
@@ -257,6 +276,14 @@ def plan_outputs(input_path: str, output_dir: str) -> list[tuple[str, str]]:
         raise errors.UserError(
             f'refusing to overwrite the input {out_stem + ext}: choose another --output '
             f'folder')
+  existing = [] if overwrite else [
+      out for out in (stem + _planned_extension(path) for path, stem in plan)
+      if os.path.lexists(out)]
+  if existing:
+    more = f' and {len(existing) - 3} more' if len(existing) > 3 else ''
+    raise errors.UserError(
+        f'{len(existing)} output(s) exist: {", ".join(existing[:3])}{more}; pass '
+        '--overwrite to replace them, or choose another --output folder')
   return plan
 
 
@@ -292,6 +319,11 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                     "'jax'; 'onnxruntime' (see docs/export.md).", flag_values=values)
   flags.DEFINE_bool('compare', False, 'Also write input | derained side by side to '
                     'OUTPUT/compare/<name>.png (never replacing a file).', flag_values=values)
+  flags.DEFINE_bool('overwrite', False, 'Replace outputs that exist (inputs never are).',
+                    flag_values=values)
+  flags.DEFINE_integer('max_pixels', files.DEFAULT_MAX_PIXELS, 'Skip images declaring more '
+                       'pixels than this (read from the header, before decoding); 0: no '
+                       'cap.', flag_values=values, lower_bound=0)
 
 
 def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
@@ -304,7 +336,7 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
     raise errors.UserError(f'unexpected arguments: {" ".join(positional)}')
   from mh2f_jax import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   from mh2f_jax import inference  # pylint: disable=g-import-not-at-top  (keeps --help fast)
-  plan = plan_outputs(values.input, values.output)
+  plan = plan_outputs(values.input, values.output, overwrite=values.overwrite)
   tiling = {'tiling': values.tiling}
   if values.tile is not None:
     tiling['tile_size'] = values.tile
@@ -318,9 +350,11 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
   print(f'model: {values.workdir} at step {derainer.step} ({derainer.checkpoint}), '
         f'backend {derainer.backend}')
   failed = 0
+  write = files.write_atomic if values.overwrite else files.write_new
   for path, out_stem in plan:
     try:
-      loaded = read_image(path)
+      with files.pixel_limit(values.max_pixels):
+        loaded = read_image(path)
     except Exception as e:  # pylint: disable=broad-except
       # Pillow raises many unrelated types for corrupt files; the run must go on.
       print(f'error: cannot read {path}: {e}', file=sys.stderr)
@@ -329,7 +363,11 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
     derained = derainer.derain(loaded.pixels)
     out_path = out_stem + output_extension(loaded.kind)
     try:
-      files.write_atomic(out_path, encode_output(loaded, derained))
+      write(out_path, encode_output(loaded, derained))
+    except FileExistsError:
+      print(f'error: {out_path} exists (pass --overwrite to replace it)', file=sys.stderr)
+      failed += 1
+      continue
     except OSError as e:
       print(f'error: cannot write {out_path}: {e}', file=sys.stderr)
       failed += 1

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from mh2f_jax import cli
+from mh2f_jax import files
 from mh2f_jax import metrics
 from mh2f_jax.errors import UserError
 
@@ -46,6 +47,9 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
   flags.DEFINE_string('data_dir', None,
                       "TFDS data dir; default: the one in the workdir's config.json.",
                       flag_values=values)
+  flags.DEFINE_integer('max_pixels', files.DEFAULT_MAX_PIXELS, 'Refuse test images '
+                       'declaring more pixels than this (read from the header, before '
+                       'decoding); 0: no cap.', flag_values=values, lower_bound=0)
 
 
 def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
@@ -55,10 +59,11 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
   from mh2f_jax import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   from mh2f_jax import eval_lib  # pylint: disable=g-import-not-at-top  (keeps --help fast)
   ensemble = ensemble_lib.from_flags(values.self_ensemble, values.ensemble)
-  result = eval_lib.evaluate(
-      values.workdir, checkpoint=values.checkpoint, split=values.split,
-      protocol=values.protocol, save_images=values.save_images,
-      self_ensemble=ensemble, data_dir=values.data_dir, params=values.params)
+  with files.pixel_limit(values.max_pixels):
+    result = eval_lib.evaluate(
+        values.workdir, checkpoint=values.checkpoint, split=values.split,
+        protocol=values.protocol, save_images=values.save_images,
+        self_ensemble=ensemble, data_dir=values.data_dir, params=values.params)
   print(eval_lib.format_summary(result))
   print(f'results: {result["results_md"]}')
   print(f'figure: {result["figure"]}')

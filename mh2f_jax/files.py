@@ -1,5 +1,9 @@
 """Files on disk: atomic writes, PNG encoding, image listing and example names.
 
+Also what every tool shares about files it cannot write or should not decode: write
+faults (a full disk, a read-only mount) told apart from bugs, and the decoding cap
+(``--max_pixels``).
+
 Every file the project writes for a user (configs, reports, derained images, exported
 parameters) goes through :func:`write_atomic`, so a reader never sees a half-written
 file and an interrupted write leaves the old file intact.
@@ -7,14 +11,20 @@ file and an interrupted write leaves the old file intact.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
+import re
 import uuid
-from collections.abc import Collection
+import warnings
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import numpy as np
+
+from mh2f_jax.errors import UserError
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
@@ -42,32 +52,110 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def write_new(path: str | os.PathLike[str], data: bytes) -> None:
-  """Writes ``data`` to a new file ``path`` atomically, never replacing an existing one.
+  """Like :func:`write_atomic`, but never replaces an existing file.
 
-  Args:
-    path: destination; must not exist.
-    data: the bytes to write.
+  The complete temporary file is hard-linked to ``path``, which fails if ``path``
+  exists, even when another process creates it in the meantime.
 
   Raises:
-    FileExistsError: ``path`` exists (it is left as it was).
+    FileExistsError: ``path`` exists.
   """
   path = os.fspath(path)
   folder = os.path.dirname(os.path.abspath(path))
-  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.new')
-  write_atomic(tmp, data)
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
   try:
-    # link() fails if the name exists: no window in which another file could be replaced.
-    os.link(tmp, path)
-  except FileExistsError:
-    raise
-  except OSError:
-    # A file system without hard links: check, then rename (a short race remains).
-    if os.path.exists(path):
-      raise FileExistsError(path) from None
-    os.replace(tmp, path)
+    with open(tmp, 'xb') as f:
+      f.write(data)
+    try:
+      os.link(tmp, path)
+    except FileExistsError:
+      raise
+    except OSError:
+      # No hard links on this file system (some FUSE and SMB mounts): check, then rename.
+      if os.path.lexists(path):
+        raise FileExistsError(errno.EEXIST, 'File exists', path) from None
+      os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+# Write failures that the user fixes (free space, permissions, a read-only mount), not bugs.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _write_fault(error: BaseException | None) -> tuple[int, str | None] | None:
+  """``(errno, file name or None)`` of a write fault in ``error`` or its causes."""
+  for _ in range(8):  # The error and the errors it was raised from.
+    if error is None:
+      return None
+    if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+      return error.errno, error.filename
+    # TensorStore (Orbax's array writer) raises ValueError('... "FILE" ...
+    # [os_error_code=\'28\']') instead of OSError.
+    code = re.search(r"os_error_code='?(\d+)", str(error))
+    if code and int(code.group(1)) in WRITE_ERRNOS:
+      name = re.search(r'"([^"]+)"', str(error))
+      return int(code.group(1)), name.group(1) if name else None
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def is_write_fault(error: BaseException | None) -> bool:
+  """Whether ``error`` comes from a full disk, a quota, a read-only mount or a denial."""
+  return _write_fault(error) is not None
+
+
+def describe_write_fault(error: BaseException, where: str) -> str:
+  """'cannot write FILE: No space left on device' (FILE, or ``where`` if unnamed)."""
+  code, name = _write_fault(error) or (None, None)
+  reason = os.strerror(code) if code is not None else str(error)
+  return f'cannot write {name or where}: {reason}'
+
+
+# Decoding cap of every tool that reads images (--max_pixels). Pillow's own limit is
+# 2 * 89,478,485 = 179 MP (a warning from 89 MP on); a 100 MP RGB image already takes
+# 1.2 GB as float32 while it is derained.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+class ImageTooLargeError(UserError):
+  """An image declares more pixels than the decoding cap."""
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int) -> Iterator[None]:
+  """Makes Pillow refuse, before decoding, any image above ``max_pixels`` (0: no cap).
+
+  Pillow checks the size an image declares in its header when it opens it; here that
+  check raises for anything above ``max_pixels`` (Pillow itself only warns between its
+  limit and twice it). The previous setting comes back afterwards.
+
+  Raises:
+    ImageTooLargeError: an image opened in the block is too large (unless the code in
+      the block catches Pillow's error itself).
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  previous = Image.MAX_IMAGE_PIXELS
+  # Pillow raises above twice its limit and warns above it: the warning becomes an error.
+  Image.MAX_IMAGE_PIXELS = max_pixels or None
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('error', Image.DecompressionBombWarning)
+      yield
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise ImageTooLargeError(too_large_message(e, max_pixels)) from None
+  finally:
+    Image.MAX_IMAGE_PIXELS = previous
+
+
+def too_large_message(error: Exception, max_pixels: int) -> str:
+  """The one-line refusal of an image above ``max_pixels``, from Pillow's error."""
+  found = re.search(r'\((\d+) pixels\)', str(error))
+  size = f'{int(found.group(1)):,} pixels' if found else 'too many pixels'
+  return (f'image of {size} is above --max_pixels={max_pixels:,} (pass a larger '
+          '--max_pixels, or 0 for no cap, to read it)')
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

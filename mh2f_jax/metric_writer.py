@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 import json
 import os
+import time
 from typing import Any
 
 from absl import logging
@@ -44,8 +45,7 @@ class MetricWriter:
     path = os.path.join(workdir, METRICS_FILE)
     truncate_metrics(path, start_step)
     self._file = open(path, 'a')
-    import tensorboardX  # pylint: disable=g-import-not-at-top
-    self.writer = tensorboardX.SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
+    self.writer = EventFile(os.path.join(workdir, TENSORBOARD_DIR))
 
   def row(self, row: Mapping[str, Any], prefix: str) -> None:
     """Appends ``row`` (with a 'step') to metrics.jsonl; numbers also to TensorBoard."""
@@ -75,18 +75,56 @@ class MetricWriter:
     if not self.enabled:
       return
     for i, grid in enumerate(grids):
-      self.writer.add_image(f'val/rainy_derained_clean_{i}', grid, step, dataformats='HWC')
+      self.writer.add_image(f'val/rainy_derained_clean_{i}', grid, step)
     self.writer.flush()
 
   def close(self) -> None:
-    """Closes the file and the TensorBoard writer, after a last ``curves.png``."""
-    if self._file is not None:
-      self._file.close()
-      self._file = None
-      self.write_curves()
-    if self.writer is not None:
-      self.writer.close()
-      self.writer = None
+    """Closes the file and the TensorBoard writer, after a last ``curves.png`` (both
+    close even if one fails: a full disk)."""
+    file, self._file = self._file, None
+    writer, self.writer = self.writer, None
+    try:
+      if file is not None:
+        file.close()
+        self.write_curves()
+    finally:
+      if writer is not None:
+        writer.close()
+
+
+class EventFile:
+  """A TensorBoard event file written in the calling thread.
+
+  tensorboardX's ``SummaryWriter`` writes from a background thread: when a write fails
+  (a full disk), that thread dies, and the next ``flush`` or ``close``, and interpreter
+  exit, wait forever on its queue. Here every event is written before the call returns,
+  so a failed write raises ``OSError`` where it happened and nothing is left to wait on.
+  """
+
+  def __init__(self, logdir: str):
+    from tensorboardX import event_file_writer  # pylint: disable=g-import-not-at-top
+    os.makedirs(logdir, exist_ok=True)
+    self._events = event_file_writer.EventsWriter(os.path.join(logdir, 'events'))
+
+  def _add(self, summary: Any, step: int) -> None:
+    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    self._events.write_event(event_pb2.Event(summary=summary, step=int(step),
+                                             wall_time=time.time()))
+
+  def add_scalar(self, tag: str, value: float, step: int) -> None:
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    self._add(summary.scalar(tag, value), step)
+
+  def add_image(self, tag: str, image: np.ndarray, step: int) -> None:
+    """Adds a uint8 (H, W, C) image."""
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    self._add(summary.image(tag, image, dataformats='HWC'), step)
+
+  def flush(self) -> None:
+    self._events.flush()
+
+  def close(self) -> None:
+    self._events.close()
 
 
 def truncate_metrics(path: str, start_step: int) -> None:

@@ -41,6 +41,7 @@ from mh2f_jax import preemption
 from mh2f_jax import progress
 from mh2f_jax import steps
 from mh2f_jax import validation
+from mh2f_jax import workdir_lock
 from mh2f_jax.errors import UserError
 
 
@@ -167,9 +168,6 @@ def _log_setup(config: ml_collections.ConfigDict, state: steps.TrainState,
                num_train_examples, num_train_steps,
                num_train_steps * config.batch_size / num_train_examples,
                config.batch_size, start_step)
-  if start_step:
-    logging.info('resumed from %s', os.path.join(workdir, checkpointing.CHECKPOINT_DIR,
-                                                 str(start_step)))
   if start_step >= num_train_steps and jax.process_index() == 0:
     logging.info('workdir already trained to step %d of %d: nothing to train', start_step,
                  num_train_steps)
@@ -224,6 +222,7 @@ def _validate_and_save(due: _Due, step: int, state: steps.TrainState,
 
 # The one function longer than 80 lines: the loop reads top to bottom in one place (every
 # piece it calls lives in the module named for its job).
+@workdir_lock.held
 def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str, *,
                        sources: tuple[Sequence[Any], Sequence[Any] | None] | None = None,
                        step_callbacks: Sequence[Callable[[int], None]] = ()
@@ -245,7 +244,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
 
   Raises:
     UserError: a bad config, frozen fields that differ from the workdir's, a batch that
-      does not split over the devices, a missing dataset, or a non-finite loss.
+      does not split over the devices, a missing dataset, a non-finite loss, or a
+      workdir fault (in use, lost checkpoints, full disk: docs/training.md, Faults).
   """
   config = ml_collections.ConfigDict(config) if isinstance(config, Mapping) else config
   config_schema.validate(config)
@@ -257,8 +257,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
   model = model_lib.from_config(config.model)
   train_source, eval_source = sources or input_pipeline.get_sources(config)
   num_train_steps = config_schema.resolve_num_train_steps(config, len(train_source))
-  if is_main:
-    checkpointing.save_config(workdir, {**config.to_dict(), 'num_train_steps': num_train_steps})
   tx, schedule = optim.create_optimizer(config.optim, num_train_steps)
   train_iter = input_pipeline.create_train_iterator(
       input_pipeline.cache_source(train_source, config.data.cache, config.data.cache_max_gb),
@@ -268,6 +266,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
   state = checkpointing.restore_train_state(
       manager, steps.abstract_train_state(model, tx, config.seed, mesh, ema), train_iter
   ) or steps.create_train_state(model, tx, config.seed, mesh, ema)
+  if is_main:  # Only now: a config that cannot restore the workdir's state is not saved.
+    checkpointing.save_config(workdir, {**config.to_dict(), 'num_train_steps': num_train_steps})
   start_step = step = int(jax.device_get(state.step))
   _log_setup(config, state, len(train_source), num_train_steps, start_step, workdir)
   train_step = steps.make_train_step(

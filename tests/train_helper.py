@@ -12,6 +12,9 @@ Usage:
 ``--kill_after_checkpoint=N`` kills the process with SIGKILL once the checkpoint of step N
 is complete on disk, as a crash would.
 
+``--cli`` runs the ``train.py`` command itself (its error line, exit status and log
+policy) on the same in-memory data, with the tiny config of ``--config_json``.
+
 Prints one JSON line ``SUMMARY {...}`` at the end; a UserError prints ``error: ...`` on
 stderr and exits with status 2.
 """
@@ -84,7 +87,10 @@ def main() -> int:
   parser.add_argument('--coordinator_address', default=None)
   parser.add_argument('--num_processes', type=int, default=1)
   parser.add_argument('--process_id', type=int, default=0)
+  parser.add_argument('--cli', action='store_true')
   args = parser.parse_args()
+  if args.cli:
+    return run_cli(args)
 
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_platforms', 'cpu')
@@ -130,6 +136,30 @@ def main() -> int:
     return 2
   print('SUMMARY ' + json.dumps(summary, default=str), flush=True)
   return 0
+
+
+def run_cli(args) -> int:
+  """``train.py --config=<tiny config> --workdir=...`` with the sources in memory."""
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_platforms', 'cpu')
+  from mh2f_jax import cli  # pylint: disable=g-import-not-at-top
+  from mh2f_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from mh2f_jax import train  # pylint: disable=g-import-not-at-top
+
+  def sources(config):
+    train_pairs = fake_pairs(config.batch_size, config.data.patch_size,
+                             config.data.patch_size, seed=1)
+    return train_pairs, (fake_pairs(2, 20, 28, seed=2) if config.num_eval_images else None)
+
+  input_pipeline.get_sources = sources
+  import tempfile  # pylint: disable=g-import-not-at-top
+  config_file = os.path.join(tempfile.mkdtemp(), 'tiny.py')
+  with open(config_file, 'w') as f:
+    f.write(f'import json, sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n'
+            'import train_helper\n\n\ndef get_config():\n'
+            f'  return train_helper.tiny_config(json.loads({args.config_json!r}))\n')
+  # Ends as the tool's entry point does (cli.exit_with).
+  cli.exit_with(train.run([f'--config={config_file}', f'--workdir={args.workdir}']))
 
 
 if __name__ == '__main__':

@@ -24,6 +24,7 @@ import warnings
 
 import tensorflow_datasets as tfds
 
+from mh2f_jax.datasets import build_lock
 # Imported for their side effect: registering the builders with TFDS.
 from mh2f_jax.datasets import builders  # pylint: disable=unused-import
 from mh2f_jax.datasets import synthetic  # pylint: disable=unused-import
@@ -131,7 +132,9 @@ def _prepared(name: str, data_dir: str | None, manual_dir: str | None):
   if needs_manual:
     download_config = tfds.download.DownloadConfig(
         manual_dir=_manual_dir(builder, name, manual_dir, data_dir))
-  builder.download_and_prepare(download_config=download_config)
+  # Builds one at a time, removing what killed builds left behind (see build_lock).
+  with build_lock.exclusive_build(os.fspath(builder.data_dir), name):
+    builder.download_and_prepare(download_config=download_config)
   return builder
 
 

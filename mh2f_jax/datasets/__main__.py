@@ -1,6 +1,7 @@
 """Prepares a dataset, or lists the datasets and the layouts they accept.
 
   python -m mh2f_jax.datasets prepare NAME [--manual_dir=DIR] [--data_dir=DIR]
+      [--max_pixels=N]
   python -m mh2f_jax.datasets list
 """
 
@@ -13,6 +14,7 @@ import warnings
 from absl import flags
 
 from mh2f_jax import cli
+from mh2f_jax import files
 from mh2f_jax.errors import UserError
 
 _USAGE = 'commands: prepare NAME [--manual_dir=DIR] [--data_dir=DIR], or list'
@@ -25,6 +27,9 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                       '(benchmarks, paired_folder).', flag_values=values)
   flags.DEFINE_string('data_dir', None, 'TFDS data folder (default: ~/tensorflow_datasets).',
                       flag_values=values)
+  flags.DEFINE_integer('max_pixels', files.DEFAULT_MAX_PIXELS, 'Refuse images declaring '
+                       'more pixels than this (read from the header, before decoding); 0: '
+                       'no cap.', flag_values=values, lower_bound=0)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -49,7 +54,8 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
   if command == 'list':
     print(datasets.describe_all())
     return 0
-  counts = datasets.prepare(args[0], data_dir=values.data_dir, manual_dir=values.manual_dir)
+  with files.pixel_limit(values.max_pixels):
+    counts = datasets.prepare(args[0], data_dir=values.data_dir, manual_dir=values.manual_dir)
   for split, count in counts.items():
     print(f'{split}: {count}')
   return 0

@@ -13,6 +13,7 @@ import io
 
 from PIL import Image
 
+from mh2f_jax import files
 from mh2f_jax.errors import UserError
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
@@ -29,6 +30,8 @@ def load_checked(path: str) -> tuple[bytes, tuple[int, int]]:
 
   Raises:
     UserError: the file is missing, unreadable, truncated or not an image.
+    files.ImageTooLargeError: it declares more pixels than Pillow's limit, which
+      ``files.pixel_limit`` (``--max_pixels``) sets.
   """
   try:
     with open(path, 'rb') as f:
@@ -45,6 +48,10 @@ def load_checked(path: str) -> tuple[bytes, tuple[int, int]]:
         return data, im.size
       rgb = im.convert('RGB')
       size = im.size
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise files.ImageTooLargeError(
+        f'image file {path}: {files.too_large_message(e, Image.MAX_IMAGE_PIXELS or 0)}'
+    ) from None
   except _DECODE_ERRORS as e:
     raise UserError(f'image file {path} is corrupt or not an image ({e}); '
                     're-download or remove it') from None

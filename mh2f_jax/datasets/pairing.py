@@ -194,6 +194,7 @@ def pair_folders(rainy_dir: str, clean_dir: str, rule: Rule, *,
   """
   rainy_names = list_images(rainy_dir, rainy_filter)
   clean_names = list_images(clean_dir, clean_filter)
+  stem_index(rainy_dir, rainy_names)  # Refuses two rainy images with one name, as below.
   clean_index = stem_index(clean_dir, clean_names)
   pairs = []
   used = set()
@@ -294,6 +295,7 @@ class PatternRule:
                    key=natural_key)
     if not rainy:
       raise UserError(f'no rainy image in {root} matches the pattern {self.rainy!r}')
+    stem_index(root, rainy)  # Two rainy images that differ only in extension.
     clean_all = {rel(p) for p in glob.glob(os.path.join(glob.escape(root), self._glob(self.clean)))
                  if is_image_name(os.path.basename(p))}
     clean_re = self._regex(self.clean)
