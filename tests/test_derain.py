@@ -189,9 +189,10 @@ def test_compare_writes_side_by_side_and_never_replaces(run, photos, tmp_path, c
   with Image.open(out / 'compare' / 'g16.png') as cmp:  # 16-bit input: shown in 8 bits
     assert cmp.mode == 'RGB' and cmp.size == (2 * W + 8, H)
 
-  # A second run keeps the first comparisons and writes new ones beside them.
+  # A second run (outputs replaced on request) keeps the first comparisons and writes
+  # new ones beside them.
   before = _digests(out / 'compare')
-  status, captured = _main(capsys, *args)
+  status, captured = _main(capsys, *args, '--overwrite')
   assert status == 1
   after = _digests(out / 'compare')
   assert sorted(after) == sorted([f'{n}.png' for n in names] + [f'{n}-2.png' for n in names])

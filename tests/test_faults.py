@@ -469,7 +469,7 @@ def test_train_config_file_mistakes(tmp_path, capsys):
   from mh2f_jax import train  # pylint: disable=g-import-not-at-top
   workdir = f'--workdir={tmp_path / "w"}'
   _one_error_line(capsys, train.run([f'--config={tmp_path / "none.py"}', workdir]),
-                  'cannot load --config', 'none.py')
+                  'is not a file, nor a shipped config', 'none.py')
   _one_error_line(capsys, train.run([f'--config={_config_file(tmp_path)}:fast', workdir]),
                   "unknown config variant 'fast'")
 
