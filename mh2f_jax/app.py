@@ -59,18 +59,6 @@ def _preview(pixels: np.ndarray, path: str) -> str:
   return path
 
 
-def _output_names(paths: Sequence[str]) -> list[str]:
-  """Output stems by the CLI's rule: the input's stem, or its full name when taken."""
-  stems, used = [], set()
-  for path in paths:
-    name = os.path.basename(path)
-    stem = os.path.splitext(name)[0]
-    stem = stem if stem not in used else name
-    used.add(stem)
-    stems.append(stem)
-  return stems
-
-
 def derain_files(derainer: Any, paths: Sequence[str], out_dir: str, *,
                  self_ensemble: bool = False, progress=None) -> tuple[list[Result], list[str]]:
   """Derains uploaded files the way ``mh2f-derain`` does, one after the other.
@@ -87,7 +75,7 @@ def derain_files(derainer: Any, paths: Sequence[str], out_dir: str, *,
   """
   os.makedirs(os.path.join(out_dir, 'previews'), exist_ok=True)
   results, failures = [], []
-  stems = _output_names(paths)
+  stems = derain.output_stems(paths)
   for i, (path, stem) in enumerate(zip(paths, stems)):
     name = os.path.basename(path)
     try:

@@ -228,6 +228,21 @@ def _planned_extension(path: str) -> str:
     return '.png'
 
 
+def output_stems(paths: Sequence[str]) -> list[str]:
+  """Output names without extension: the input's stem, or its full name when taken.
+
+  Two inputs with one stem (``a.jpg``, ``a.png``) keep both outputs.
+  """
+  stems, used = [], set()
+  for path in paths:
+    name = os.path.basename(path)
+    stem = os.path.splitext(name)[0]
+    stem = stem if stem not in used else name
+    used.add(stem)
+    stems.append(stem)
+  return stems
+
+
 def plan_outputs(input_path: str, output_dir: str, *, overwrite: bool = False
                  ) -> list[tuple[str, str]]:
   """Pairs every input image with its output path, refusing anything unsafe.
@@ -261,14 +276,8 @@ def plan_outputs(input_path: str, output_dir: str, *, overwrite: bool = False
                              f'extension Pillow reads, e.g. .png, .jpg, .tif)')
   else:
     inputs = [input_path]
-  plan, used = [], set()
-  for path in inputs:
-    name = os.path.basename(path)
-    stem = os.path.splitext(name)[0]
-    # Two inputs with one stem (a.jpg, a.png) keep both outputs.
-    out_stem = stem if stem not in used else name
-    used.add(out_stem)
-    plan.append((path, os.path.join(output_dir, out_stem)))
+  plan = [(path, os.path.join(output_dir, stem))
+          for path, stem in zip(inputs, output_stems(inputs))]
   input_ids = _file_ids(inputs)
   for path, out_stem in plan:
     for ext in ('.png', '.tif'):

@@ -27,6 +27,21 @@ import numpy as np
 from mh2f_jax.errors import UserError
 
 
+def _temp_beside(path: str, data: bytes) -> str:
+  """Writes ``data`` to a new hidden temporary file in ``path``'s folder; returns it."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
+  try:
+    with open(tmp, 'xb') as f:
+      f.write(data)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return tmp
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
   """Writes ``data`` to ``path`` through a temporary file and ``os.replace``.
 
@@ -38,17 +53,12 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     data: the bytes to write.
   """
   path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
+  tmp = _temp_beside(path, data)
   try:
-    with open(tmp, 'xb') as f:
-      f.write(data)
     os.replace(tmp, path)
-  except BaseException:
+  finally:
     if os.path.exists(tmp):
       os.remove(tmp)
-    raise
 
 
 def write_new(path: str | os.PathLike[str], data: bytes) -> None:
@@ -61,12 +71,8 @@ def write_new(path: str | os.PathLike[str], data: bytes) -> None:
     FileExistsError: ``path`` exists.
   """
   path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
+  tmp = _temp_beside(path, data)
   try:
-    with open(tmp, 'xb') as f:
-      f.write(data)
     try:
       os.link(tmp, path)
     except FileExistsError:
