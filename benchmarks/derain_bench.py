@@ -7,7 +7,8 @@ Usage:
 The parameters are random (drawn with NumPy, with the MHEB scales ``gamma`` nonzero):
 time and memory do not depend on the values, only on the architecture and the image
 size. The photo is scikit-image's astronaut resized to the requested size. Reported: the
-warm-up (compiling the tile shapes and deraining one tile), the wall time of the tiled
+warm-up (compiling the tile shapes, or building the ONNX Runtime sessions, and deraining
+one tile), the wall time of the tiled
 derain (compilation excluded) and its CPU time, the number of output tiles, and the
 process's peak resident memory (``resource.getrusage(...).ru_maxrss``) before deraining
 and at the end.
@@ -77,8 +78,9 @@ def main() -> None:
   tile = min(args.tile, ph), min(args.tile, pw)
   start = time.perf_counter()
   if args.tiling == 'exact':
-    # Compiles every stage's window shape (they depend on the tile size only).
-    tiling.run_exact(model, derainer.params, np.zeros((*tile, 3), np.float32), args.tile)
+    # Compiles every stage's window shape (they depend on the tile size only), or builds
+    # the stage sessions of the onnxruntime backend.
+    derainer._run_tiled(np.zeros((*tile, 3), np.float32))  # pylint: disable=protected-access
   else:
     derainer._run(np.zeros((1, *tile, 3), np.float32))  # pylint: disable=protected-access
   compile_s = time.perf_counter() - start

@@ -2,8 +2,9 @@ r"""Speed of the real train step and of whole-image inference, as one JSON line.
 
 The train step is the training library's jitted step (model, Adam, L1 + 0.2 (1 - SSIM)),
 on a fixed random batch or, with ``--pipeline DATASET``, on batches from the real input
-pipeline (cached in memory when it fits, as in training). Inference is the jitted
-forward pass the derain CLI and evaluation use, on one ``--size`` x ``--size`` image.
+pipeline (cached in memory when it fits, as in training). Inference is the forward pass
+the derain CLI uses for ``--backend`` (jitted JAX, or ONNX Runtime on CPU when installed),
+on one ``--size`` x ``--size`` image.
 The keys match the PyTorch peer's ``bench_torch.py`` (``train_s_per_step``,
 ``train_img_per_s``, ``first_step_s``, ``infer_s``, ``infer_s_per_mp``) plus
 ``compile_s`` (lowering and compiling the step), ``infer_compile_s``, the device kind and
@@ -13,6 +14,7 @@ Usage::
 
   python benchmarks/speed.py [--batch 16] [--patch 64] [--size 512] [--steps 5] [--bf16]
       [--features 32] [--blocks 8] [--pipeline synthetic_rain/heavy [--data_dir DIR]]
+      [--backend auto|jax|onnxruntime] [--no_train]
 
 Run it alternately with the peer and take medians; see docs/performance.md.
 """
@@ -37,8 +39,8 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mh2f_jax import backends  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mh2f_jax import compile_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mh2f_jax import inference  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mh2f_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mh2f_jax import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -61,6 +63,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--num_workers', type=int, default=0, help='for --pipeline')
   parser.add_argument('--conv_kernel_grad', default='auto',
                       choices=('auto', 'xla', 'gemm'), help='model.conv_kernel_grad')
+  parser.add_argument('--backend', default='auto', choices=('auto', 'jax', 'onnxruntime'),
+                      help="inference backend, as the derain CLI's --backend (default auto)")
+  parser.add_argument('--no_train', action='store_true',
+                      help='time inference only (the parameters are the initial ones)')
   parser.add_argument('--compilation_cache', default='off',
                       help="a directory, or 'off' (default: compile from scratch)")
   return parser.parse_args(argv)
@@ -141,22 +147,26 @@ def time_train(args: argparse.Namespace, config, model) -> tuple[dict, object]:
 
 
 def time_inference(args: argparse.Namespace, model, params) -> dict:
-  """Times the whole-image forward pass the derain CLI uses (best of 3, after warm-up)."""
-  forward = inference.forward_fn(model)
-  params = jax.device_put(jax.tree.map(lambda x: x.addressable_data(0), params))
-  image = jax.device_put(np.random.default_rng(1).random(
-      (1, args.size, args.size, 3), dtype=np.float32))
+  """Times the whole-image forward pass the derain CLI uses (best of 3, after warm-up).
+
+  The forward function is the one ``Derainer`` builds for ``--backend`` (jitted JAX, or
+  the ONNX graph in ONNX Runtime); ``infer_compile_s`` is building it plus its first call.
+  """
+  params = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), params)
+  image = np.random.default_rng(1).random((1, args.size, args.size, 3), dtype=np.float32)
   t0 = time.perf_counter()
-  jax.block_until_ready(forward(params, image))
+  backend, forward = backends.make_forward(model, params, args.backend)
+  forward(image)
   compile_s = time.perf_counter() - t0
-  jax.block_until_ready(forward(params, image))
+  forward(image)
   times = []
   for _ in range(3):
     t0 = time.perf_counter()
-    jax.block_until_ready(forward(params, image))
+    forward(image)  # Returns a NumPy array: the computation has finished.
     times.append(time.perf_counter() - t0)
   infer_s = min(times)
-  return {'infer_size': args.size, 'infer_s': infer_s, 'infer_compile_s': compile_s,
+  return {'infer_backend': backend, 'infer_size': args.size, 'infer_s': infer_s,
+          'infer_compile_s': compile_s,
           'infer_s_per_mp': infer_s / (args.size * args.size / 1e6)}
 
 
@@ -173,8 +183,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
             'device_count': jax.device_count(), 'jax': jax.__version__,
             'batch': args.batch, 'patch': args.patch, 'features': args.features,
             'blocks': args.blocks}
-  train, params = time_train(args, config, model)
-  result.update(train)
+  if args.no_train:
+    params = jax.jit(model.init)(jax.random.key(config.seed),
+                                 np.zeros((1, 64, 64, 3), np.float32))['params']
+    params = jax.tree.map(jax.device_put, params)
+  else:
+    train, params = time_train(args, config, model)
+    result.update(train)
   result.update(time_inference(args, model, params))
   result['load_avg_1min'] = os.getloadavg()[0]
   print(json.dumps(result))

@@ -1,10 +1,12 @@
-"""A web page to try a trained model: ``mh2f-app --workdir=runs/demo``.
+"""A web page to try a trained model: ``mh2f-app --workdir=runs/demo`` (or ``--model=F``).
 
 Upload photos, derain them, compare rainy and derained with a slider, download the
 results. Every photo takes the command line's path (``mh2f_jax.derain``): the same
 reading (EXIF orientation, alpha, 16-bit and float images), the same
 ``inference.Derainer`` with its tiling of large photos, the same PNG/TIFF encoding, so a
-downloaded file is byte for byte what ``mh2f-derain`` writes for that photo.
+downloaded file is byte for byte what ``mh2f-derain`` writes for that photo. With
+``--model``, the page serves a file written by ``mh2f-export`` (ONNX or ``jax.export``),
+as ``mh2f-derain --model`` does.
 
 Needs the ``app`` extra (``pip install "mh2f-jax[app]"``, which installs Gradio). The page
 is served on 127.0.0.1 unless ``--host`` says otherwise; nothing is sent elsewhere.
@@ -64,7 +66,7 @@ def derain_files(derainer: Any, paths: Sequence[str], out_dir: str, *,
   """Derains uploaded files the way ``mh2f-derain`` does, one after the other.
 
   Args:
-    derainer: an ``inference.Derainer``.
+    derainer: an ``inference.Derainer`` or ``exported.ExportedDerainer``.
     paths: the uploaded files.
     out_dir: an empty folder for the outputs and previews.
     self_ensemble: average the flipped copies (the 'flips' self-ensemble).
@@ -105,7 +107,7 @@ def build_page(derainer: Any, title: str, work_root: str):
   """The Gradio page for one loaded model.
 
   Args:
-    derainer: an ``inference.Derainer``.
+    derainer: an ``inference.Derainer`` or ``exported.ExportedDerainer``.
     title: what the page says about the model (workdir and step).
     work_root: a folder that receives one sub-folder of outputs per request.
 
@@ -156,10 +158,10 @@ def build_page(derainer: Any, title: str, work_root: str):
 def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
   """Defines the web page's flags on ``values``."""
   del argv  # No config overrides.
-  flags.DEFINE_string('workdir', None, 'Training workdir (config.json and checkpoints/).',
-                      flag_values=values, required=True)
-  flags.DEFINE_string('checkpoint', 'best', "'best' (default; 'latest' when no validation "
-                      "was recorded), 'latest' or a step number.", flag_values=values)
+  derain.define_model_flags(values)
+  flags.DEFINE_string('checkpoint', 'best', "--workdir: 'best' (default; 'latest' when no "
+                      "validation was recorded), 'latest' or a step number.",
+                      flag_values=values)
   flags.DEFINE_integer('tile', None, 'Tile size for photos above 1 megapixel (as '
                        'mh2f-derain).', flag_values=values)
   flags.DEFINE_integer('overlap', None, 'Tile overlap in pixels (as mh2f-derain).',
@@ -173,7 +175,7 @@ def serve(args: flags.FlagValues, positional: Sequence[str] = ()) -> int:
   """Loads the model, then serves the page until interrupted; returns 0.
 
   Raises:
-    errors.UserError: Gradio missing, or a workdir the derainer cannot load.
+    errors.UserError: Gradio missing, or a workdir or model file that cannot be loaded.
   """
   if positional:
     raise errors.UserError(f'unexpected arguments: {" ".join(positional)}')
@@ -184,12 +186,10 @@ def serve(args: flags.FlagValues, positional: Sequence[str] = ()) -> int:
   except ImportError:
     raise errors.UserError('the web page needs Gradio: pip install "mh2f-jax[app]" '
                            '(or pip install gradio)') from None
-  from mh2f_jax import inference  # pylint: disable=g-import-not-at-top
-  tiling = {k: v for k, v in (('tile_size', args.tile), ('tile_overlap', args.overlap))
-            if v is not None}
-  derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint, **tiling)
-  title = f'Model: `{args.workdir}` at step {derainer.step} ({derainer.checkpoint}).'
-  print(f'model: {args.workdir} at step {derainer.step} ({derainer.checkpoint})')
+  derainer = derain.load_model(args)
+  model = derain.describe(args, derainer)
+  title = f'Model: `{model}`.'
+  print(f'model: {model}')
   # SIGTERM (a service manager, a test) stops the server the way Ctrl-C does, so the
   # temporary files go too.
   signal.signal(signal.SIGTERM, _interrupt)

@@ -16,6 +16,7 @@ Backends:
   it logs a one-line note saying how to get the faster backend.
 """
 
+import functools
 import importlib.util
 import logging
 from collections.abc import Callable
@@ -81,14 +82,30 @@ def jax_forward(model: model_lib.MH2FNet, params: Any) -> ForwardFn:
   return lambda batch: np.asarray(fn(params, jnp.asarray(batch)))
 
 
-def onnxruntime_session(proto_or_bytes: Any) -> Any:
-  """An ONNX Runtime CPU session for an ``onnx.ModelProto`` or serialized model bytes."""
+def onnxruntime_session(proto_or_bytes: Any, *, tiles: bool = False) -> Any:
+  """An ONNX Runtime CPU session for an ``onnx.ModelProto`` or serialized model bytes.
+
+  ``tiles=True`` (the exact tiling's many stage sessions): the session allocates from one
+  memory arena shared by all such sessions, instead of its own arena, which would keep
+  its largest activations allocated after it ran (a few hundred MB per stage).
+  """
   import onnxruntime as ort  # pylint: disable=import-outside-toplevel
   if not isinstance(proto_or_bytes, (bytes, bytearray)):
     proto_or_bytes = proto_or_bytes.SerializeToString()
   options = ort.SessionOptions()
   options.log_severity_level = 3  # Errors only: its notes are not for the user.
+  if tiles:
+    _shared_arena(ort)
+    options.add_session_config_entry('session.use_env_allocators', '1')
   return ort.InferenceSession(proto_or_bytes, options, providers=['CPUExecutionProvider'])
+
+
+@functools.lru_cache(maxsize=None)
+def _shared_arena(ort: Any) -> None:
+  """Registers one CPU memory arena for every session that asks for it (once)."""
+  info = ort.OrtMemoryInfo('Cpu', ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                           ort.OrtMemType.DEFAULT)
+  ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
 
 
 def onnxruntime_forward(model: model_lib.MH2FNet, params: Any) -> ForwardFn:

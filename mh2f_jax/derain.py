@@ -296,11 +296,65 @@ def plan_outputs(input_path: str, output_dir: str, *, overwrite: bool = False
   return plan
 
 
+def define_model_flags(values: flags.FlagValues) -> None:
+  """Defines --workdir and --model, the two ways to name a model (derain, the web page)."""
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json and checkpoints/); '
+                      'or give --model.', flag_values=values)
+  flags.DEFINE_string('model', None, 'A model file written by mh2f-export (.onnx, or a '
+                      'jax.export artifact) instead of --workdir; large photos are tiled '
+                      'with --tiling=approx.', flag_values=values)
+
+
+def load_model(values: flags.FlagValues, **settings: Any) -> Any:
+  """The derainer that --workdir or --model names, with the tiling flags applied.
+
+  Args:
+    values: parsed flags from :func:`define_model_flags` and the tiling flags (--tile,
+      --overlap, and where defined --tiling, --checkpoint, --params, --backend).
+    **settings: further ``Derainer`` settings (e.g. ``self_ensemble``).
+
+  Returns:
+    An ``inference.Derainer`` (workdir) or ``exported.ExportedDerainer`` (model file).
+
+  Raises:
+    errors.UserError: neither or both of --workdir and --model, a workdir-only flag
+      given with --model, or a model that cannot be loaded.
+  """
+  if (values.workdir is None) == (values.model is None):
+    raise errors.UserError('give either --workdir (a training workdir) or --model (a file '
+                           'written by mh2f-export)')
+  given = lambda name: name in values and values[name].present
+  for name, value in (('tile', 'tile_size'), ('overlap', 'tile_overlap'),
+                      ('tiling', 'tiling')):
+    if name in values and values[name].value is not None:
+      settings[value] = values[name].value
+  if values.model is not None:
+    from mh2f_jax import exported  # pylint: disable=g-import-not-at-top
+    for name in ('checkpoint', 'params', 'backend'):
+      if given(name):
+        raise errors.UserError(f'--{name} applies to --workdir, not to --model')
+    if not given('tiling'):
+      settings['tiling'] = 'approx'  # The only tiling an exported file can run.
+    return exported.load(values.model, **settings)
+  from mh2f_jax import inference  # pylint: disable=g-import-not-at-top
+  for name in ('params', 'backend'):
+    if name in values:
+      settings[name] = values[name].value
+  return inference.Derainer.from_workdir(values.workdir, values.checkpoint, **settings)
+
+
+def describe(values: flags.FlagValues, derainer: Any) -> str:
+  """What :func:`load_model` loaded, for the first line of a tool's output."""
+  if values.model is not None:
+    step = '' if derainer.step is None else f', step {derainer.step}'
+    return f'{values.model} ({derainer.format} export{step})'
+  return f'{values.workdir} at step {derainer.step} ({derainer.checkpoint})'
+
+
 def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
   """Defines the derain flags on ``values``."""
   del argv  # No config overrides.
-  flags.DEFINE_string('workdir', None, 'Training workdir (config.json and checkpoints/).',
-                      flag_values=values, required=True)
+  define_model_flags(values)
   flags.DEFINE_string('input', None, 'An image file or a folder of images.',
                       flag_values=values, required=True)
   flags.DEFINE_string('output', None, 'Output folder (created if missing).',
@@ -344,20 +398,10 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
   if positional:
     raise errors.UserError(f'unexpected arguments: {" ".join(positional)}')
   from mh2f_jax import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import inference  # pylint: disable=g-import-not-at-top  (keeps --help fast)
   plan = plan_outputs(values.input, values.output, overwrite=values.overwrite)
-  tiling = {'tiling': values.tiling}
-  if values.tile is not None:
-    tiling['tile_size'] = values.tile
-  if values.overlap is not None:
-    tiling['tile_overlap'] = values.overlap
   ensemble = ensemble_lib.from_flags(values.self_ensemble, values.ensemble)
-  derainer = inference.Derainer.from_workdir(values.workdir, values.checkpoint,
-                                             self_ensemble=ensemble,
-                                             backend=values.backend, params=values.params,
-                                             **tiling)
-  print(f'model: {values.workdir} at step {derainer.step} ({derainer.checkpoint}), '
-        f'backend {derainer.backend}')
+  derainer = load_model(values, self_ensemble=ensemble)
+  print(f'model: {describe(values, derainer)}, backend {derainer.backend}')
   failed = 0
   write = files.write_atomic if values.overwrite else files.write_new
   for path, out_stem in plan:

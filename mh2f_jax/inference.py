@@ -117,14 +117,17 @@ def _check_params(model: model_lib.MH2FNet, params: Any, source: str) -> None:
         f'({"; ".join(parts)}); was the file exported from a different config?')
 
 
-class Derainer:
-  """A loaded MH2F-Net that derains images of any size.
+class DerainerBase:
+  """Deraining with any forward function: tiling, self-ensemble, uint8 and float images.
+
+  ``Derainer`` (below) runs the Flax model; ``mh2f_jax.exported.ExportedDerainer`` runs
+  an exported file. Both derain the same way from the forward function on.
 
   Attributes:
-    model: the Flax module.
-    params: the parameters (on the default device).
-    step: training step of the parameters (None when loaded from a bare file).
-    checkpoint: what was loaded ('latest', 'best', a step, or the file path).
+    forward: ``float32 (B, H, W, 3) -> float32 (B, H, W, 3)``, the raw network output.
+    step: training step of the parameters (None when unknown).
+    checkpoint: what was loaded ('latest', 'best', a step, or a file path).
+    backend: what runs the forward function ('jax' or 'onnxruntime').
     tile_size: tile side in pixels (multiple of 4); 0 disables tiling. With exact
       tiling, the output tile: each stage's window adds its margin
       (``tiling.stage_margins``).
@@ -133,51 +136,25 @@ class Derainer:
     max_untiled_pixels: images with more pixels than this are tiled.
     tiling: 'exact' (equal to the whole-image pass) or 'approx' (blended tiles).
     self_ensemble: default self-ensemble of :meth:`derain`: 'none', 'flips' or 'x8'.
-    backend: the backend in use, 'jax' or 'onnxruntime' (see :mod:`mh2f_jax.backends`).
   """
 
-  def __init__(self, model: model_lib.MH2FNet, params: Any, *,
-               tile_size: int = DEFAULT_TILE_SIZE,
+  # The tilings a subclass can run; 'exact' needs the model's stages.
+  tilings: tuple[str, ...] = ('approx',)
+  forward: backends.ForwardFn
+  backend: str
+
+  def __init__(self, *, tile_size: int = DEFAULT_TILE_SIZE,
                tile_overlap: int = DEFAULT_TILE_OVERLAP,
                tile_margin: int = DEFAULT_TILE_MARGIN,
                max_untiled_pixels: int = DEFAULT_MAX_UNTILED_PIXELS,
                tiling: str = DEFAULT_TILING,
                self_ensemble: bool | str | None = False,
-               step: int | None = None, checkpoint: Any = None, backend: str = 'jax'):
-    """Wraps a model and its parameters.
-
-    Args:
-      model: the module (e.g. from ``model.from_config``).
-      params: its ``params`` pytree (numpy or jax arrays).
-      tile_size: see the class attributes.
-      tile_overlap: see the class attributes.
-      tile_margin: see the class attributes.
-      max_untiled_pixels: see the class attributes.
-      tiling: see the class attributes.
-      self_ensemble: True or 'flips', 'x8', or False / None / 'none'.
-      step: training step, for reports.
-      checkpoint: description of the source, for reports.
-      backend: 'jax' (default: the reference), 'onnxruntime' (faster on CPU; needs the
-        onnx and onnxruntime packages) or 'auto' (ONNX Runtime on CPU when installed,
-        else JAX with a one-line note); see :mod:`mh2f_jax.backends`.
-
-    Raises:
-      errors.UserError: (also a ValueError) for invalid tiling or ensemble settings, or an
-        unknown or unavailable backend.
-    """
+               step: int | None = None, checkpoint: Any = None):
     self._warned_x8 = False
-    self.model = model
-    # Eval and deraining run on one device: parameters are replicated onto the default
-    # device whatever device count the checkpoint was written with.
-    self.params = jax.device_put(params)
     self.step = step
     self.checkpoint = checkpoint
     self.self_ensemble = self._ensemble(self_ensemble)
     self.set_tiling(tile_size, tile_overlap, tile_margin, max_untiled_pixels, tiling)
-    self._forward = forward_fn(model)
-    # The one place the forward function is chosen: whole images and tiles both go
-    # through ``self.forward`` (see _run).
-    self.backend, self.forward = backends.make_forward(model, self.params, backend)
 
   def set_tiling(self, tile_size: int = DEFAULT_TILE_SIZE,
                  tile_overlap: int = DEFAULT_TILE_OVERLAP,
@@ -194,6 +171,9 @@ class Derainer:
     if tiling not in TILING_CHOICES:
       raise _SettingError(f'tiling must be one of {", ".join(map(repr, TILING_CHOICES))}, '
                           f'got {tiling!r}')
+    if tiling not in self.tilings:
+      raise _SettingError(f"{tiling!r} tiling needs the model's code (a workdir or "
+                          "parameters file); an exported model tiles with 'approx'")
     for name, value in (('tile_size', tile_size), ('tile_overlap', tile_overlap),
                         ('tile_margin', tile_margin),
                         ('max_untiled_pixels', max_untiled_pixels)):
@@ -213,6 +193,144 @@ class Derainer:
     self.tile_margin = int(tile_margin)
     self.max_untiled_pixels = int(max_untiled_pixels)
     self.tiling = tiling
+
+  # -------------------------------------------------------------------- inference
+
+  def will_tile(self, height: int, width: int) -> bool:
+    """Whether an image of this size is derained in tiles."""
+    return bool(self.tile_size) and height * width > self.max_untiled_pixels
+
+  def _run(self, batch: np.ndarray) -> np.ndarray:
+    """Raw network output for a float32 (B, H, W, 3) batch."""
+    return self.forward(batch)
+
+  def _run_tiled(self, image: np.ndarray) -> np.ndarray:
+    """Raw output for one float32 (H, W, 3) image, tile by tile ('approx' here)."""
+    return tiling_lib.run_blended(self._run, image, self.tile_size, self.tile_overlap,
+                                  self.tile_margin)
+
+  def _raw_single(self, image: np.ndarray) -> np.ndarray:
+    height, width, _ = image.shape
+    if self.will_tile(height, width):
+      return self._run_tiled(image)
+    return self._run(image[None])[0]
+
+  def _ensemble(self, value: Any) -> str:
+    name = ensemble_lib.resolve(value)
+    if name == 'x8' and not self._warned_x8:
+      self._warned_x8 = True  # Once per Derainer, not once per image.
+      _log.warning(ensemble_lib.X8_WARNING)
+    return name
+
+  def derain_raw(self, images: np.ndarray, *,
+                 self_ensemble: bool | str | None = None) -> np.ndarray:
+    """Raw (unclipped) float32 network output for a float32 (B, H, W, 3) batch.
+
+    Args:
+      images: float32 (B, H, W, 3) in [0, 1].
+      self_ensemble: 'flips' (or True), 'x8', 'none' (or False); None uses the instance
+        default.
+
+    Returns:
+      float32 (B, H, W, 3), not clipped.
+    """
+    ensemble = self.self_ensemble if self_ensemble is None else self._ensemble(self_ensemble)
+    b, h, w, _ = images.shape
+    if ensemble == 'none' and not self.will_tile(h, w) and b * h * w <= max(
+        self.max_untiled_pixels, h * w):
+      return self._run(images)
+    return np.stack([ensemble_lib.average(self._raw_single, img, ensemble)
+                     for img in images])
+
+  def derain(self, image: Any, *, self_ensemble: bool | str | None = None) -> np.ndarray:
+    """Derains one image or a batch.
+
+    Args:
+      image: (H, W, 3) or (B, H, W, 3); uint8, or float in [0, 1] (numpy or jax).
+      self_ensemble: 'flips' (or True: identity, left-right, up-down and both flips
+        averaged, 4 passes), 'x8' (adds the 90 degree rotations, which turn rain
+        sideways; 8 passes), 'none' (or False); None uses the instance default.
+
+    Returns:
+      A numpy array of the input's shape and dtype: uint8 rounded with
+      ``metrics.to_uint8``, or float clipped to [0, 1].
+
+    Raises:
+      ValueError: wrong rank, not 3 channels, an empty side, a dtype other than uint8
+        or float, or an unknown ``self_ensemble``.
+    """
+    if isinstance(image, jax.Array):
+      image = np.asarray(image)
+    image = np.asarray(image)
+    if image.ndim not in (3, 4) or image.shape[-1] != 3:
+      raise ValueError(f'image must have shape (H, W, 3) or (B, H, W, 3), got {image.shape}')
+    if 0 in image.shape:
+      raise ValueError(f'image has an empty dimension: {image.shape}')
+    dtype = image.dtype
+    if dtype == np.uint8:
+      x = image.astype(np.float32) / 255.0
+    elif jnp.issubdtype(dtype, jnp.floating):
+      x = image.astype(np.float32)
+    else:
+      raise ValueError(f'image must be uint8 or float in [0, 1], got dtype {dtype}')
+    batch = x if x.ndim == 4 else x[None]
+    y = self.derain_raw(batch, self_ensemble=self_ensemble)
+    if image.ndim == 3:
+      y = y[0]
+    if dtype == np.uint8:
+      from mh2f_jax import metrics  # The one rounding rule for 8-bit outputs.
+      return metrics.to_uint8(y)
+    return np.clip(y, 0.0, 1.0).astype(dtype)
+
+  __call__ = derain
+
+
+class Derainer(DerainerBase):
+  """A loaded MH2F-Net that derains images of any size.
+
+  Attributes (besides those of :class:`DerainerBase`):
+    model: the Flax module.
+    params: the parameters (on the default device).
+  """
+
+  tilings = TILING_CHOICES
+
+  def __init__(self, model: model_lib.MH2FNet, params: Any, *,
+               backend: str = 'jax', **kwargs: Any):
+    """Wraps a model and its parameters.
+
+    Args:
+      model: the module (e.g. from ``model.from_config``).
+      params: its ``params`` pytree (numpy or jax arrays).
+      backend: 'jax' (default: the reference), 'onnxruntime' (faster on CPU; needs the
+        onnx and onnxruntime packages) or 'auto' (ONNX Runtime on CPU when installed,
+        else JAX with a one-line note); see :mod:`mh2f_jax.backends`.
+      **kwargs: tile_size, tile_overlap, tile_margin, max_untiled_pixels, tiling,
+        self_ensemble (True or 'flips', 'x8', or False / None / 'none'), step and
+        checkpoint: see the class attributes.
+
+    Raises:
+      errors.UserError: (also a ValueError) for invalid tiling or ensemble settings, or an
+        unknown or unavailable backend.
+    """
+    super().__init__(**kwargs)
+    self.model = model
+    # Eval and deraining run on one device: parameters are replicated onto the default
+    # device whatever device count the checkpoint was written with.
+    self.params = jax.device_put(params)
+    # The one place the forward function is chosen: whole images and tiles both go
+    # through ``self.forward`` (see _run).
+    self.backend, self.forward = backends.make_forward(model, self.params, backend)
+    self._onnx_stages = None  # The exact tiling's sessions, built on first use.
+
+  def _run_tiled(self, image: np.ndarray) -> np.ndarray:
+    if self.tiling == 'exact':
+      if self.backend == 'onnxruntime' and self._onnx_stages is None:
+        from mh2f_jax import onnx_tiling  # pylint: disable=import-outside-toplevel
+        self._onnx_stages = onnx_tiling.stages(self.model, self.params)
+      return tiling_lib.run_exact(self.model, self.params, image, self.tile_size,
+                                  stages=self._onnx_stages)
+    return super()._run_tiled(image)
 
   # ----------------------------------------------------------------- construction
 
@@ -309,99 +427,6 @@ class Derainer:
       params = params['params']
     return cls.from_params(_resolve_model_config(model_config), params, checkpoint=path,
                            source=path, **kwargs)
-
-  # -------------------------------------------------------------------- inference
-
-  def will_tile(self, height: int, width: int) -> bool:
-    """Whether an image of this size is derained in tiles."""
-    return bool(self.tile_size) and height * width > self.max_untiled_pixels
-
-  def _run(self, batch: np.ndarray) -> np.ndarray:
-    """Raw network output for a float32 (B, H, W, 3) batch."""
-    return self.forward(batch)
-
-  def _run_tiled(self, image: np.ndarray) -> np.ndarray:
-    """Raw output for one float32 (H, W, 3) image, tile by tile."""
-    if self.tiling == 'exact':
-      return tiling_lib.run_exact(self.model, self.params, image, self.tile_size)
-    return tiling_lib.run_blended(self._run, image, self.tile_size, self.tile_overlap,
-                                  self.tile_margin)
-
-  def _raw_single(self, image: np.ndarray) -> np.ndarray:
-    height, width, _ = image.shape
-    if self.will_tile(height, width):
-      return self._run_tiled(image)
-    return self._run(image[None])[0]
-
-  def _ensemble(self, value: Any) -> str:
-    name = ensemble_lib.resolve(value)
-    if name == 'x8' and not self._warned_x8:
-      self._warned_x8 = True  # Once per Derainer, not once per image.
-      _log.warning(ensemble_lib.X8_WARNING)
-    return name
-
-  def derain_raw(self, images: np.ndarray, *,
-                 self_ensemble: bool | str | None = None) -> np.ndarray:
-    """Raw (unclipped) float32 network output for a float32 (B, H, W, 3) batch.
-
-    Args:
-      images: float32 (B, H, W, 3) in [0, 1].
-      self_ensemble: 'flips' (or True), 'x8', 'none' (or False); None uses the instance
-        default.
-
-    Returns:
-      float32 (B, H, W, 3), not clipped.
-    """
-    ensemble = self.self_ensemble if self_ensemble is None else self._ensemble(self_ensemble)
-    b, h, w, _ = images.shape
-    if ensemble == 'none' and not self.will_tile(h, w) and b * h * w <= max(
-        self.max_untiled_pixels, h * w):
-      return self._run(images)
-    return np.stack([ensemble_lib.average(self._raw_single, img, ensemble)
-                     for img in images])
-
-  def derain(self, image: Any, *, self_ensemble: bool | str | None = None) -> np.ndarray:
-    """Derains one image or a batch.
-
-    Args:
-      image: (H, W, 3) or (B, H, W, 3); uint8, or float in [0, 1] (numpy or jax).
-      self_ensemble: 'flips' (or True: identity, left-right, up-down and both flips
-        averaged, 4 passes), 'x8' (adds the 90 degree rotations, which turn rain
-        sideways; 8 passes), 'none' (or False); None uses the instance default.
-
-    Returns:
-      A numpy array of the input's shape and dtype: uint8 rounded with
-      ``metrics.to_uint8``, or float clipped to [0, 1].
-
-    Raises:
-      ValueError: wrong rank, not 3 channels, an empty side, a dtype other than uint8
-        or float, or an unknown ``self_ensemble``.
-    """
-    if isinstance(image, jax.Array):
-      image = np.asarray(image)
-    image = np.asarray(image)
-    if image.ndim not in (3, 4) or image.shape[-1] != 3:
-      raise ValueError(f'image must have shape (H, W, 3) or (B, H, W, 3), got {image.shape}')
-    if 0 in image.shape:
-      raise ValueError(f'image has an empty dimension: {image.shape}')
-    dtype = image.dtype
-    if dtype == np.uint8:
-      x = image.astype(np.float32) / 255.0
-    elif jnp.issubdtype(dtype, jnp.floating):
-      x = image.astype(np.float32)
-    else:
-      raise ValueError(f'image must be uint8 or float in [0, 1], got dtype {dtype}')
-    batch = x if x.ndim == 4 else x[None]
-    y = self.derain_raw(batch, self_ensemble=self_ensemble)
-    if image.ndim == 3:
-      y = y[0]
-    if dtype == np.uint8:
-      from mh2f_jax import metrics  # The one rounding rule for 8-bit outputs.
-      return metrics.to_uint8(y)
-    return np.clip(y, 0.0, 1.0).astype(dtype)
-
-  __call__ = derain
-
 
 class _SettingError(errors.UserError, ValueError):
   """An invalid tiling setting (a ValueError for library callers)."""

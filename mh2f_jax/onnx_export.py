@@ -19,7 +19,7 @@ with its (float32) parameters and computes in float32.
 ``onnx`` is imported here only, so the package imports without it.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ INPUT_NAME = 'images'
 OUTPUT_NAME = 'derained'
 
 
-class _Builder:
+class Builder:
   """Collects nodes and initializers under unique names."""
 
   def __init__(self):
@@ -77,14 +77,15 @@ class _Builder:
     return xs[0] if len(xs) == 1 else self.op('Concat', xs, axis=1)
 
 
-def _dcr(g: _Builder, x: str, p: Mapping[str, Any], layers: int, hint: str) -> str:
+def _dcr(g: Builder, x: str, p: Mapping[str, Any], layers: int, hint: str) -> str:
   feats = [x]
   for i in range(layers):
     feats.append(g.relu(g.conv(g.cat(feats), p[f'dense_{i}'], f'{hint}_dense_{i}')))
   return g.add(x, g.conv(g.cat(feats), p['fuse'], f'{hint}_fuse'))
 
 
-def _mheb(g: _Builder, x: str, p: Mapping[str, Any], layers: int, hint: str) -> str:
+def mheb(g: Builder, x: str, p: Mapping[str, Any], layers: int, hint: str) -> str:
+  """One MHEB (``model.MHEB``) on NCHW ``x``; returns its output's name."""
   def dcr(inp, name):
     return _dcr(g, inp, p[name], layers, f'{hint}_{name}')
 
@@ -109,9 +110,15 @@ def _mheb(g: _Builder, x: str, p: Mapping[str, Any], layers: int, hint: str) -> 
   return g.add(x, g.op('Mul', [gamma, u0]))
 
 
-def _distill_unit(g: _Builder, z: str, p: Mapping[str, Any], hint: str) -> str:
+def distill_unit(g: Builder, z: str, p: Mapping[str, Any], hint: str, *,
+                 mean: str | None = None) -> str:
+  """One HADB unit (``model.DistillUnit``) on NCHW ``z``.
+
+  ``mean``, when given, is used in place of the channel attention's mean of the head's
+  output (the image's mean, in exact tiling).
+  """
   h = g.relu(g.conv(z, p['head'], f'{hint}_head'))
-  w = g.op('ReduceMean', [h], axes=[2, 3], keepdims=1)
+  w = mean or g.op('ReduceMean', [h], axes=[2, 3], keepdims=1)
   w = g.relu(g.conv(w, p['ca_reduce'], f'{hint}_ca_reduce'))
   ca = g.op('Mul', [h, g.op('Sigmoid', [g.conv(w, p['ca_expand'], f'{hint}_ca_expand')])])
   pooled = g.cat([g.op('ReduceMean', [h], axes=[1], keepdims=1),
@@ -121,18 +128,18 @@ def _distill_unit(g: _Builder, z: str, p: Mapping[str, Any], hint: str) -> str:
   return g.add(h, g.conv(a, p['end'], f'{hint}_end'))
 
 
-def _distill(g: _Builder, model: model_lib.MH2FNet, params: Mapping[str, Any],
+def _distill(g: Builder, model: model_lib.MH2FNet, params: Mapping[str, Any],
              levels: list[str]) -> str:
   if model.distill == 'concat':
     return g.conv(g.cat(levels), params['distill_concat'], 'distill_concat')
   p = params['hadb']
-  s = _distill_unit(g, levels[0], p['unit_0'], 'hadb_unit_0')
+  s = distill_unit(g, levels[0], p['unit_0'], 'hadb_unit_0')
   for n, level in enumerate(levels[1:], start=1):
-    s = _distill_unit(g, g.cat([s, level]), p[f'unit_{n}'], f'hadb_unit_{n}')
+    s = distill_unit(g, g.cat([s, level]), p[f'unit_{n}'], f'hadb_unit_{n}')
   return s
 
 
-def _fuse(g: _Builder, model: model_lib.MH2FNet, params: Mapping[str, Any],
+def fuse(g: Builder, model: model_lib.MH2FNet, params: Mapping[str, Any],
           lo: str, le: str, ld: str) -> str:
   if model.fusion == 'rpff':
     p = params['rpff']
@@ -147,7 +154,7 @@ def _fuse(g: _Builder, model: model_lib.MH2FNet, params: Mapping[str, Any],
   return g.relu(g.conv(x, p['conv_o'], 'fusion_concat_conv_o'))
 
 
-def _pad_to_multiple(g: _Builder, x: str) -> tuple[str, str]:
+def _pad_to_multiple(g: Builder, x: str) -> tuple[str, str]:
   """Edge-pads NCHW ``x`` at the bottom/right to a multiple of 4; also returns [H, W]."""
   hw = g.op('Slice', [g.op('Shape', [x]), g.const(np.array([2], np.int64)),
                       g.const(np.array([4], np.int64))], 'hw')
@@ -156,6 +163,36 @@ def _pad_to_multiple(g: _Builder, x: str) -> tuple[str, str]:
                         g.const(np.array([model_lib.PAD_MULTIPLE], np.int64))], 'pad_hw')
   pads = g.op('Concat', [g.const(np.zeros(6, np.int64)), pad_hw], axis=0)
   return g.op('Pad', [x, pads], 'padded', mode='edge'), hw
+
+
+def network(g: Builder, model: model_lib.MH2FNet, params: Mapping[str, Any], x: str) -> str:
+  """The network on NCHW ``x`` (H and W multiples of 4); returns the raw output's name."""
+  lo = g.conv(x, params['head'], 'head')
+  levels, h = [], lo
+  for i in range(model.num_blocks):
+    h = mheb(g, h, params[f'mheb_{i}'], model.dcr_layers, f'mheb_{i}')
+    levels.append(h)
+  ld = _distill(g, model, params, levels[:-1])
+  ls = fuse(g, model, params, lo, levels[-1], ld)
+  y = g.conv(ls, params['tail'], 'tail')
+  return g.add(y, x) if model.global_residual else y
+
+
+def make_model(g: Builder, inputs: Sequence[tuple[str, list[Any]]],
+               outputs: Sequence[tuple[str, list[Any]]], doc: str) -> Any:
+  """A checked ``onnx.ModelProto`` of the builder's nodes; float32 ``(name, dims)`` IO."""
+  onnx = g.onnx
+  info = lambda name, dims: onnx.helper.make_tensor_value_info(
+      name, onnx.TensorProto.FLOAT, dims)
+  graph = onnx.helper.make_graph(g.nodes, 'mh2f_net', [info(*i) for i in inputs],
+                                 [info(*o) for o in outputs], initializer=g.initializers)
+  proto = onnx.helper.make_model(
+      graph, opset_imports=[onnx.helper.make_opsetid('', OPSET)],
+      producer_name='mh2f_jax', doc_string=doc)
+  # Files from older runtimes: keep the IR version the chosen opset was released with.
+  proto.ir_version = 8
+  onnx.checker.check_model(proto)
+  return proto
 
 
 def build(model: model_lib.MH2FNet, params: Mapping[str, Any]) -> Any:
@@ -169,35 +206,14 @@ def build(model: model_lib.MH2FNet, params: Mapping[str, Any]) -> Any:
     An ``onnx.ModelProto`` with input ``images`` and output ``derained``, both float32
     ``(N, H, W, 3)`` with dynamic N, H, W; checked with ``onnx.checker``.
   """
-  g = _Builder()
-  onnx = g.onnx
+  g = Builder()
   x = g.op('Transpose', [INPUT_NAME], 'nchw', perm=[0, 3, 1, 2])
   x, hw = _pad_to_multiple(g, x)
-  lo = g.conv(x, params['head'], 'head')
-  levels, h = [], lo
-  for i in range(model.num_blocks):
-    h = _mheb(g, h, params[f'mheb_{i}'], model.dcr_layers, f'mheb_{i}')
-    levels.append(h)
-  ld = _distill(g, model, params, levels[:-1])
-  ls = _fuse(g, model, params, lo, levels[-1], ld)
-  y = g.conv(ls, params['tail'], 'tail')
-  if model.global_residual:
-    y = g.add(y, x)
+  y = network(g, model, params, x)
   y = g.op('Slice', [y, g.const(np.zeros(2, np.int64)), hw,
                      g.const(np.array([2, 3], np.int64))], 'cropped')
-  g.nodes.append(onnx.helper.make_node('Transpose', [y], [OUTPUT_NAME], perm=[0, 2, 3, 1]))
+  g.nodes.append(g.onnx.helper.make_node('Transpose', [y], [OUTPUT_NAME], perm=[0, 2, 3, 1]))
   dims = ['N', 'H', 'W', 3]
-  graph = onnx.helper.make_graph(
-      g.nodes, 'mh2f_net',
-      [onnx.helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, dims)],
-      [onnx.helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, dims)],
-      initializer=g.initializers)
-  proto = onnx.helper.make_model(
-      graph, opset_imports=[onnx.helper.make_opsetid('', OPSET)],
-      producer_name='mh2f_jax', doc_string=(
-          'MH2F-Net deraining: NHWC float32 images in [0, 1] -> raw NHWC float32 output '
-          '(clip to [0, 1] for display)'))
-  # Files from older runtimes: keep the IR version the chosen opset was released with.
-  proto.ir_version = 8
-  onnx.checker.check_model(proto)
-  return proto
+  return make_model(g, [(INPUT_NAME, dims)], [(OUTPUT_NAME, dims)], doc=(
+      'MH2F-Net deraining: NHWC float32 images in [0, 1] -> raw NHWC float32 output '
+      '(clip to [0, 1] for display)'))

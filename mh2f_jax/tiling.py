@@ -310,8 +310,26 @@ def _image_mean(fn: Callable[..., jax.Array], grid: _Grid,
   return (total / (grid.height * grid.width)).astype(np.float32)
 
 
+def jax_stages(model: model_lib.MH2FNet, params: Any) -> dict[str, Callable[..., Any]]:
+  """:func:`run_exact`'s per-tile functions on JAX (``onnx_tiling.stages``: on ONNX Runtime).
+
+  ``head(x)``, ``mheb(i, feats)``, ``unit_sum(i, windows)``, ``unit_apply(i, windows,
+  mean)``, ``final(x, le, ld)``, ``model(x)``; ``valid=`` and ``core=`` keywords.
+  """
+  fns, unit = stage_fns(model), lambda i: params['hadb'][f'unit_{i}']
+  return {
+      'head': functools.partial(fns['head'], params),
+      'final': functools.partial(fns['final'], params),
+      'model': functools.partial(fns['model'], params),
+      'mheb': lambda i, feats, **kw: fns['mheb'](params[f'mheb_{i}'], feats, **kw),
+      'unit_sum': lambda i, wins, **kw: fns['unit_sum'](unit(i), wins, **kw),
+      'unit_apply': lambda i, wins, mean, **kw: fns['unit_apply'](unit(i), wins, mean, **kw),
+  }
+
+
 def run_exact(model: model_lib.MH2FNet, params: Any, image: np.ndarray, tile: int, *,
-              margins: Mapping[str, int] | None = None) -> np.ndarray:
+              margins: Mapping[str, int] | None = None,
+              stages: Mapping[str, Callable[..., Any]] | None = None) -> np.ndarray:
   """The network's raw output for one image, computed in tiles, equal to the whole pass.
 
   Args:
@@ -321,39 +339,37 @@ def run_exact(model: model_lib.MH2FNet, params: Any, image: np.ndarray, tile: in
     tile: output tile side, a multiple of 4 (windows add each stage's margin).
     margins: per-stage context (default :func:`stage_margins`); smaller values break
       exactness (a test shows it).
+    stages: the per-tile functions (default :func:`jax_stages`).
 
   Returns:
     float32 (H, W, 3), not clipped.
   """
   height, width, _ = image.shape
   margins = dict(margins or stage_margins(model))
+  stages = stages or jax_stages(model, params)
   # The network's own bottom/right edge padding, done once on the host.
   x = np.pad(image.astype(np.float32),
              ((0, -height % ALIGN), (0, -width % ALIGN), (0, 0)), mode='edge')
   grid = _Grid(x.shape[0], x.shape[1], tile)
-  fns = stage_fns(model)
   if 'model' in margins:
     out = np.empty(x.shape, np.float32)
-    _map_tiles(functools.partial(fns['model'], params), grid, [x], out, margins['model'])
+    _map_tiles(stages['model'], grid, [x], out, margins['model'])
     return out[:height, :width]
   feats = np.empty((*x.shape[:2], model.features), np.float32)
-  _map_tiles(functools.partial(fns['head'], params), grid, [x], feats, margins['head'])
+  _map_tiles(stages['head'], grid, [x], feats, margins['head'])
   s = None
   for i in range(model.num_blocks):
-    _map_tiles(functools.partial(fns['mheb'], params[f'mheb_{i}']), grid, [feats], feats,
-               margins['mheb'])
+    _map_tiles(functools.partial(stages['mheb'], i), grid, [feats], feats, margins['mheb'])
     if i == model.num_blocks - 1:
       break
-    unit = params['hadb'][f'unit_{i}']
     sources = [feats] if s is None else [s, feats]
-    mean = _image_mean(functools.partial(fns['unit_sum'], unit), grid, sources)
+    mean = _image_mean(functools.partial(stages['unit_sum'], i), grid, sources)
     if s is None:
       s = np.empty_like(feats)
-    apply = lambda *wins, unit=unit, mean=mean, **kw: fns['unit_apply'](unit, wins, mean, **kw)
+    apply = lambda *wins, i=i, mean=mean, **kw: stages['unit_apply'](i, wins, mean, **kw)
     _map_tiles(apply, grid, sources, s, margins['unit'])
   out = np.empty(x.shape, np.float32)
-  _map_tiles(functools.partial(fns['final'], params), grid, [x, feats, s], out,
-             margins['final'])
+  _map_tiles(stages['final'], grid, [x, feats, s], out, margins['final'])
   return out[:height, :width]
 
 

@@ -1,7 +1,7 @@
 """The web page (``mh2f-app``), driven in a real headless browser.
 
 The page is served by ``python -m mh2f_jax.app`` on 127.0.0.1 (a free port) for the tiny
-trained workdir of the other tests; Selenium drives Debian's ``chromium`` through
+trained workdir of the other tests, and for its ONNX export; Selenium drives Debian's ``chromium`` through
 ``chromedriver``: upload a rainy photo, derain it, download the result, and compare it
 with what the ``mh2f_jax.derain`` command writes for the same file. ``.ci/run`` installs the
 browser; without one the browser test is skipped, saying so.
@@ -55,12 +55,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serve(workdir: str, log_path: str):
-  """Runs ``python -m mh2f_jax.app`` until the block ends; yields its URL."""
+def _serve(model_flag: str, log_path: str):
+  """Runs ``python -m mh2f_jax.app MODEL_FLAG`` until the block ends; yields its URL."""
   port = _free_port()
   with open(log_path, 'w') as log:
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'mh2f_jax.app', f'--workdir={workdir}', f'--port={port}'],
+        [sys.executable, '-m', 'mh2f_jax.app', model_flag, f'--port={port}'],
         env=_env(), stdout=log, stderr=subprocess.STDOUT)
   url = f'http://127.0.0.1:{port}/'
   try:
@@ -156,26 +156,34 @@ def test_derain_files_names_outputs_as_the_cli_and_skips_bad_files(run, tmp_path
   assert Image.open(results[0].before).size == (24, 20)
 
 
-def test_page_derains_like_the_cli(run, photo, tmp_path):
+@pytest.mark.parametrize('source', ['workdir', 'onnx'])
+def test_page_derains_like_the_cli(run, photo, tmp_path, source):
   pytest.importorskip('gradio', reason='the app extra is not installed (pip install gradio)')
   from selenium.webdriver.common.by import By
+  if source == 'onnx':  # An exported model, served and run without the workdir.
+    pytest.importorskip('onnxruntime', reason='the export extra is not installed')
+    from mh2f_jax import export
+    model_flag = f'--model={tmp_path / "model.onnx"}'
+    assert export.run([f'--workdir={run.workdir}', '--format=onnx',
+                       f'--output={tmp_path / "model.onnx"}']) == 0
+  else:
+    model_flag = f'--workdir={run.workdir}'
   downloads = tmp_path / 'downloads'
   downloads.mkdir()
   driver = _browser(str(downloads))
   try:
-    with _serve(run.workdir, str(tmp_path / 'app.log')) as url:
+    with _serve(model_flag, str(tmp_path / 'app.log')) as url:
       _derain_in_page(driver, url, photo)
       link = driver.find_element(By.CSS_SELECTOR, '#results a[download]')
       assert link.get_attribute('download') == 'rainy street.png'
       link.click()
       downloaded = _wait_for_file(str(downloads / 'rainy street.png'), 60)
-      if os.environ.get('MH2F_APP_SCREENSHOT'):
+      if os.environ.get('MH2F_APP_SCREENSHOT') and source == 'workdir':
         driver.save_screenshot(os.environ['MH2F_APP_SCREENSHOT'])
   finally:
     driver.quit()
   from mh2f_jax import derain  # The command, run in this process.
-  assert derain.run([f'--workdir={run.workdir}', f'--input={photo}',
-                      f'--output={tmp_path / "cli"}']) == 0
+  assert derain.run([model_flag, f'--input={photo}', f'--output={tmp_path / "cli"}']) == 0
   expected = tmp_path / 'cli' / 'rainy street.png'
   np.testing.assert_array_equal(np.asarray(Image.open(downloaded)),
                                 np.asarray(Image.open(expected)))

@@ -211,7 +211,7 @@ def rain1400_fu(root):
     for j in (1, 2, 14):
       t.pair('train', f'Rain12600/rainy_image/{i}_{j}.jpg', f'Rain12600/ground_truth/{i}.jpg')
   for j in (1, 2):
-    t.pair('test', f'Rain1400/rainy_image/901_{j}.jpg', f'Rain1400/ground_truth/901.jpg')
+    t.pair('test', f'Rain1400/rainy_image/901_{j}.jpg', 'Rain1400/ground_truth/901.jpg')
   return t
 
 

@@ -26,3 +26,4 @@ def test_speed_benchmark_prints_one_json_line_with_the_peer_keys(capsys):
   assert result['train_img_per_s'] == 2 / result['train_s_per_step']
   assert result['infer_s_per_mp'] == result['infer_s'] / (12 * 12 / 1e6)
   assert result['batch'] == 2 and result['infer_size'] == 12
+  assert result['infer_backend'] in ('jax', 'onnxruntime')

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mh2f_jax import backends
 from mh2f_jax import inference
 from mh2f_jax import model as model_lib
 from mh2f_jax import tiling
@@ -59,6 +60,45 @@ def test_derainer_tiles_exactly_by_default():
   assert tiled.tiling == 'exact' and tiled.will_tile(45, 58) and not whole.will_tile(45, 58)
   np.testing.assert_allclose(tiled.derain_raw(image[None]), whole.derain_raw(image[None]),
                              rtol=0, atol=1e-4)
+
+
+needs_ort = pytest.mark.skipif(not backends.onnxruntime_available(),
+                               reason='onnx and onnxruntime are not installed (the [export] extra)')
+
+
+@needs_ort
+@pytest.mark.parametrize('variant', [{}, {'fusion': 'concat', 'global_residual': True},
+                                     {'distill': 'concat'}])
+def test_exact_tiling_on_onnxruntime_equals_the_whole_image(variant):
+  from mh2f_jax import onnx_tiling
+  model, params, forward = _setup(**variant)
+  stages = onnx_tiling.stages(model, params)
+  for size in ((45, 58), (48, 60)) if not variant else ((37, 50),):
+    assert _max_error(model, params, forward, _image(*size, seed=5), stages=stages) <= 1e-4
+
+
+@needs_ort
+def test_derainer_on_onnxruntime_tiles_exactly_with_its_sessions():
+  model, params, _ = _setup()
+  image = _image(45, 58, seed=6)
+  whole = inference.Derainer(model, params, tile_size=0)
+  tiled = inference.Derainer(model, params, tile_size=TILE, max_untiled_pixels=1000,
+                             backend='onnxruntime')
+  np.testing.assert_allclose(tiled.derain_raw(image[None]), whole.derain_raw(image[None]),
+                             rtol=0, atol=1e-4)
+  assert tiled._onnx_stages is not None  # pylint: disable=protected-access
+
+
+def test_onnx_windows_run_on_the_pixels_the_interceptor_keeps():
+  from mh2f_jax import onnx_tiling
+  valid = np.array([8, 40, -4, 20], np.int32)
+  rows, cols = onnx_tiling.image_part(valid, (36, 28))
+  kept = np.asarray(tiling._inside(  # pylint: disable=protected-access
+      jnp.ones((1, 36, 28, 1), jnp.float32), valid, (36, 28)))[0, ..., 0]
+  expected = np.zeros((36, 28))
+  expected[rows, cols] = 1
+  np.testing.assert_array_equal(kept, expected)
+  assert rows.start % 4 == 0 and cols.start % 4 == 0  # on the pooling grid
 
 
 def test_one_compilation_per_stage_whatever_the_image_size():
