@@ -1,4 +1,4 @@
-"""Orbax's save event loops: one whose save failed cancels the writes it left, then closes.
+"""Orbax's save event loops: one whose stage failed lets the writes it left end first.
 
 Orbax runs each stage of a save (during training, the arrays that TensorStore writes in
 a background thread) in an asyncio event loop of its own, which it closes as soon as the
@@ -10,14 +10,14 @@ meets ``RuntimeError('Event loop is closed')`` and hands it to ``PyErr_WriteUnra
 a traceback on stderr per write, from a TensorStore thread, before the command reports
 the full disk in its one ``error:`` line.
 
-:func:`cancel_writes_left_by_a_failure` gives those loops the step that ``asyncio.run``
-takes before it closes a loop, and that Orbax's own runner leaves out: cancel the tasks
-still pending and let them end. Cancelling the future such a task awaits unregisters
-TensorStore's callback, so nothing is left to call the closed loop (a write already
-under way may still finish, into the step's temporary folder, which the next run
-removes). Only a stage that raised is changed: a save that succeeds runs exactly as
-Orbax wrote it. Orbax exposes no public way to do this, hence the wrapper around its
-private runner; where a version of Orbax no longer has that runner, nothing is wrapped.
+:func:`wait_for_writes_left_by_a_failure` makes a stage that raised wait, before its
+loop closes, for the tasks it left (on a full disk they fail within milliseconds), so
+every TensorStore callback finds its loop open. They are waited for, not cancelled:
+cancelling a TensorStore future while TensorStore completes it can deadlock (its
+``cancel`` waits, holding the GIL, for a callback that waits for the GIL). A stage
+that succeeds runs exactly as Orbax wrote it. Orbax offers no public way to do this,
+hence the wrapper around its private runner; where a version of Orbax no longer has
+that runner, nothing is wrapped.
 """
 
 from __future__ import annotations
@@ -33,38 +33,37 @@ from orbax.checkpoint._src import asyncio_utils
 
 _T = TypeVar('_T')
 _RUNNER = '_run_sync_via_new_loop'
-# Cancelled writes end at once; the bound only keeps a failed save from ever hanging.
-_CANCEL_TIMEOUT_S = 60
+# The writes left end within milliseconds on a full disk; the bound keeps a failed save
+# from ever hanging on one that does not end (its loop then closes as Orbax would).
+_WAIT_TIMEOUT_S = 30
 _lock = threading.Lock()
 _users = 0
 _original = None  # Orbax's runner while the wrapper stands in for it.
 
 
-async def _cancelling_on_failure(coro: Coroutine[Any, Any, _T]) -> _T:
-  """Awaits ``coro``; if it raises, first cancels and awaits the loop's other tasks."""
+async def _waiting_on_failure(coro: Coroutine[Any, Any, _T]) -> _T:
+  """Awaits ``coro``; if it raises, first waits for the loop's other tasks to end."""
   try:
     return await coro
   except BaseException:
     current = asyncio.current_task()
     left = [task for task in asyncio.all_tasks() if task is not current]
-    for task in left:
-      task.cancel()
     if left:
-      await asyncio.wait(left, timeout=_CANCEL_TIMEOUT_S)
+      await asyncio.wait(left, timeout=_WAIT_TIMEOUT_S)
     raise
 
 
 def _wrap(run: Callable[[Coroutine[Any, Any, _T]], _T]
           ) -> Callable[[Coroutine[Any, Any, _T]], _T]:
-  """Orbax's runner, with :func:`_cancelling_on_failure` around each coroutine."""
+  """Orbax's runner, with :func:`_waiting_on_failure` around each coroutine."""
   @functools.wraps(run)
-  def run_cancelling_on_failure(coro: Coroutine[Any, Any, _T]) -> _T:
-    return run(_cancelling_on_failure(coro))
-  return run_cancelling_on_failure
+  def run_waiting_on_failure(coro: Coroutine[Any, Any, _T]) -> _T:
+    return run(_waiting_on_failure(coro))
+  return run_waiting_on_failure
 
 
 @contextlib.contextmanager
-def cancel_writes_left_by_a_failure() -> Iterator[None]:
+def wait_for_writes_left_by_a_failure() -> Iterator[None]:
   """While the block (or the decorated function) runs, see the module docstring.
 
   Nested and concurrent uses share one wrapper; the last to end puts Orbax's back.

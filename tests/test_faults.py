@@ -169,29 +169,30 @@ def test_full_disk_ends_train_with_one_error_line_keeping_the_last_checkpoint(tm
 
 def test_a_failed_save_stage_leaves_no_write_to_call_its_closed_event_loop(monkeypatch):
   # What a full disk does inside Orbax: one write fails while TensorStore still has
-  # another under way, whose completion later calls back into the stage's event loop.
+  # another under way, which ends a moment later and calls back into the stage's loop.
   import asyncio  # pylint: disable=g-import-not-at-top
   from orbax.checkpoint._src import asyncio_utils  # pylint: disable=g-import-not-at-top
   import tensorstore as ts  # pylint: disable=g-import-not-at-top
   from mh2f_jax import save_loops  # pylint: disable=g-import-not-at-top
   promise, write = ts.Promise.new()
+  other_write_ends = threading.Timer(0.3, promise.set_result, (None,))
 
   async def full_disk():
     raise OSError(errno.ENOSPC, 'No space left on device')
 
   async def stage():
+    other_write_ends.start()
     await asyncio.gather(full_disk(), write)
 
   unraisable = []
   monkeypatch.setattr(sys, 'unraisablehook', unraisable.append)
   runner = asyncio_utils._run_sync_via_new_loop  # pylint: disable=protected-access
-  with save_loops.cancel_writes_left_by_a_failure():
+  with save_loops.wait_for_writes_left_by_a_failure():
     with pytest.raises(OSError, match='No space left'):
       asyncio_utils.run_sync(stage())
+  other_write_ends.join()
   assert asyncio_utils._run_sync_via_new_loop is runner  # pylint: disable=protected-access
-  promise.set_result(None)  # TensorStore ends the other write: its callback runs now.
   assert not unraisable, [str(u.exc_value) for u in unraisable]
-
 
 # 2. The workdir lock -------------------------------------------------------------------
 
