@@ -39,6 +39,7 @@ from mh2f_jax import model as model_lib
 from mh2f_jax import optim
 from mh2f_jax import preemption
 from mh2f_jax import progress
+from mh2f_jax import save_loops
 from mh2f_jax import steps
 from mh2f_jax import validation
 from mh2f_jax import workdir_lock
@@ -223,6 +224,7 @@ def _validate_and_save(due: _Due, step: int, state: steps.TrainState,
 # The one function longer than 80 lines: the loop reads top to bottom in one place (every
 # piece it calls lives in the module named for its job).
 @workdir_lock.held
+@save_loops.wait_for_writes_left_by_a_failure()  # A full disk: one error line, no tracebacks.
 def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str, *,
                        sources: tuple[Sequence[Any], Sequence[Any] | None] | None = None,
                        step_callbacks: Sequence[Callable[[int], None]] = ()
