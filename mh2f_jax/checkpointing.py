@@ -28,6 +28,7 @@ from mh2f_jax import checkpoint_recovery
 from mh2f_jax import files
 from mh2f_jax.errors import UserError
 from mh2f_jax import metric_writer
+from mh2f_jax import save_loops
 
 _log = logging.getLogger(__name__)
 
@@ -278,6 +279,7 @@ def parse_checkpoint(checkpoint: str | int) -> str | int:
       f"checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}")
 
 
+@save_loops.wait_for_writes_left_by_a_failure()  # A corrupt checkpoint: its reads too.
 def _restore_params_numpy(item_dir: str, subtree: str | None) -> Any:
   """Restores a params tree (or the ``subtree`` of a tree) as NumPy, no devices needed."""
   # The handler directly (not a Checkpointer): an item folder has no step metadata, and

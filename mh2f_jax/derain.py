@@ -1,5 +1,8 @@
 """Derains your own photos: ``python -m mh2f_jax.derain --workdir=DIR --input=X --output=DIR``.
 
+``--model=FILE`` takes a file written by ``mh2f-export`` (ONNX or ``jax.export``) in
+place of ``--workdir`` (see docs/export.md); everything else is the same.
+
 ``--input`` is an image file or a folder (its image files, not sub-folders: every file
 with an extension Pillow reads). Each output is written to ``--output`` as a PNG named
 after the input (``photo.jpg`` -> ``photo.png``; ``photo.jpg.png`` if two inputs share a

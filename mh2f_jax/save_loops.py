@@ -8,7 +8,8 @@ disk) and leaves the other writes pending: the loop is closed under them. As Ten
 then ends each of those writes, its callback schedules the result on the closed loop,
 meets ``RuntimeError('Event loop is closed')`` and hands it to ``PyErr_WriteUnraisable``:
 a traceback on stderr per write, from a TensorStore thread, before the command reports
-the full disk in its one ``error:`` line.
+the full disk in its one ``error:`` line. A restore that fails on a corrupt checkpoint
+leaves its pending reads the same way.
 
 :func:`wait_for_writes_left_by_a_failure` makes a stage that raised wait, before its
 loop closes, for the tasks it left (on a full disk they fail within milliseconds), so
