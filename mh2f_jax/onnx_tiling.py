@@ -110,7 +110,7 @@ def _final_body(model: model_lib.MH2FNet, params: Mapping[str, Any]) -> Callable
 
 
 def _build(model: model_lib.MH2FNet, params: Mapping[str, Any], key: tuple) -> _Stage:
-  """The session of one stage: ('head',), ('mheb', i), ('sum'|'apply', i), ('final',)."""
+  """One stage's session: ('head',), ('mheb', i), ('sum'|'apply', i), ('final',), ('model',)."""
   c = model.features
   kind = key[0]
   if kind == 'head':
