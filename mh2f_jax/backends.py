@@ -112,7 +112,12 @@ def onnxruntime_forward(model: model_lib.MH2FNet, params: Any) -> ForwardFn:
   """The model as an NCHW ONNX graph in an ONNX Runtime session, as a forward function."""
   from mh2f_jax import onnx_export  # pylint: disable=import-outside-toplevel
   proto = onnx_export.build(model, jax.tree.map(np.asarray, params))
-  session = onnxruntime_session(proto)
+  return session_forward(onnxruntime_session(proto))
+
+
+def session_forward(session: Any) -> ForwardFn:
+  """The forward function of a session of the exported graph (``images -> derained``)."""
+  from mh2f_jax import onnx_export  # pylint: disable=import-outside-toplevel
 
   def forward(batch: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(batch, np.float32)

@@ -108,6 +108,18 @@ def _thread_hook(previous: Callable[[Any], None]) -> Callable[[Any], None]:
   return hook
 
 
+def define_max_pixels_flag(values: flags.FlagValues, what: str) -> None:
+  """Defines --max_pixels, the decoding cap of a tool that reads images (``files.pixel_limit``).
+
+  Args:
+    values: the tool's flags.
+    what: what the tool does with a larger image, e.g. 'Skip images'.
+  """
+  flags.DEFINE_integer('max_pixels', files.DEFAULT_MAX_PIXELS, f'{what} declaring more '
+                       'pixels than this (read from the header, before decoding); 0: no '
+                       'cap.', flag_values=values, lower_bound=0)
+
+
 def define_distributed_flags(values: flags.FlagValues) -> None:
   """Defines the flags that join a multi-process (multi-host) run; see :func:`init_distributed`."""
   env = os.environ.get

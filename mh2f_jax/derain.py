@@ -387,9 +387,7 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                     'OUTPUT/compare/<name>.png (never replacing a file).', flag_values=values)
   flags.DEFINE_bool('overwrite', False, 'Replace outputs that exist (inputs never are).',
                     flag_values=values)
-  flags.DEFINE_integer('max_pixels', files.DEFAULT_MAX_PIXELS, 'Skip images declaring more '
-                       'pixels than this (read from the header, before decoding); 0: no '
-                       'cap.', flag_values=values, lower_bound=0)
+  cli.define_max_pixels_flag(values, 'Skip images')
 
 
 def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:

@@ -47,9 +47,7 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
   flags.DEFINE_string('data_dir', None,
                       "TFDS data dir; default: the one in the workdir's config.json.",
                       flag_values=values)
-  flags.DEFINE_integer('max_pixels', files.DEFAULT_MAX_PIXELS, 'Refuse test images '
-                       'declaring more pixels than this (read from the header, before '
-                       'decoding); 0: no cap.', flag_values=values, lower_bound=0)
+  cli.define_max_pixels_flag(values, 'Refuse test images')
 
 
 def main(values: flags.FlagValues, positional: Sequence[str]) -> int:

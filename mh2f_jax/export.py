@@ -82,11 +82,8 @@ def _check_output_path(path: str, workdir: str, overwrite: bool) -> None:
     raise errors.UserError(f'--output {path} is a folder: give a file name')
   if os.path.exists(path) and not overwrite:
     raise errors.UserError(f'{path} exists: pass --overwrite to replace it')
-  target = os.path.realpath(path)
-  for p in (os.path.join(workdir, 'config.json'), os.path.join(workdir, 'checkpoints')):
-    p = os.path.realpath(p)
-    if target == p or target.startswith(p + os.sep):
-      raise errors.UserError(f'refusing to write the export over {p}')
+  files.refuse_inside(path, [os.path.join(workdir, 'config.json'),
+                             os.path.join(workdir, 'checkpoints')], 'the export')
 
 
 def _platforms(text: str) -> list[str]:
@@ -118,8 +115,7 @@ def _to_onnx(model, params, step: int, checkpoint: Any) -> tuple[bytes, Any]:
     entry = proto.metadata_props.add()
     entry.key, entry.value = key, value
   data = proto.SerializeToString()
-  session = backends.onnxruntime_session(data)
-  return data, lambda x: session.run(None, {onnx_export.INPUT_NAME: x})[0]
+  return data, backends.session_forward(backends.onnxruntime_session(data))
 
 
 def _to_jax(model, params, platforms: Sequence[str]) -> tuple[bytes, Any]:

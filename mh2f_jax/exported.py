@@ -86,12 +86,8 @@ def _onnx(path: str, data: bytes) -> tuple[backends.ForwardFn, dict[str, Any]]:
   if names != ([INPUT_NAME], [OUTPUT_NAME]):
     raise errors.UserError(f'{path} is not an MH2F-Net export (inputs {names[0]}, outputs '
                            f'{names[1]}; expected {INPUT_NAME} -> {OUTPUT_NAME})')
-
-  def forward(batch: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(batch, np.float32)
-    return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-
-  return forward, dict(session.get_modelmeta().custom_metadata_map)
+  return (backends.session_forward(session),
+          dict(session.get_modelmeta().custom_metadata_map))
 
 
 def _jax(path: str, data: bytes) -> backends.ForwardFn:

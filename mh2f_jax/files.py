@@ -87,6 +87,21 @@ def write_new(path: str | os.PathLike[str], data: bytes) -> None:
       os.remove(tmp)
 
 
+def refuse_inside(path: str | os.PathLike[str], protected: Collection[str], what: str
+                  ) -> None:
+  """Refuses a write to ``path`` when it is one of ``protected`` or inside one.
+
+  Symbolic links are resolved on both sides.
+
+  Raises:
+    UserError: 'refusing to write WHAT over P' for the protected path ``P``.
+  """
+  target = os.path.realpath(path)
+  for p in map(os.path.realpath, protected):
+    if target == p or target.startswith(p + os.sep):
+      raise UserError(f'refusing to write {what} over {p}')
+
+
 # Write failures that the user fixes (free space, permissions, a read-only mount), not bugs.
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 

@@ -452,12 +452,8 @@ def export_params(workdir: str | os.PathLike[str], path: str | os.PathLike[str],
   """
   from mh2f_jax import checkpointing
   workdir, path = os.fspath(workdir), os.fspath(path)
-  protected = [os.path.join(workdir, 'config.json'), os.path.join(workdir, 'checkpoints')]
-  target = os.path.realpath(path)
-  for p in protected:
-    p = os.path.realpath(p)
-    if target == p or target.startswith(p + os.sep):
-      raise errors.UserError(f'refusing to write parameters over {p}')
+  files.refuse_inside(path, [os.path.join(workdir, checkpointing.CONFIG_FILE),
+                             os.path.join(workdir, checkpointing.CHECKPOINT_DIR)], 'parameters')
   config, params, step = checkpointing.load_workdir(workdir, checkpoint)
   params = jax.tree.map(np.asarray, params)
   files.write_atomic(path, flax.serialization.msgpack_serialize(params))

@@ -27,9 +27,7 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                       '(benchmarks, paired_folder).', flag_values=values)
   flags.DEFINE_string('data_dir', None, 'TFDS data folder (default: ~/tensorflow_datasets).',
                       flag_values=values)
-  flags.DEFINE_integer('max_pixels', files.DEFAULT_MAX_PIXELS, 'Refuse images declaring '
-                       'more pixels than this (read from the header, before decoding); 0: '
-                       'no cap.', flag_values=values, lower_bound=0)
+  cli.define_max_pixels_flag(values, 'Refuse images')
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
