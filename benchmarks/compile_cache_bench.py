@@ -38,7 +38,10 @@ def child(args: argparse.Namespace) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import compile_cache, model as model_lib, optim, steps  # pylint: disable=g-import-not-at-top
+  from mh2f_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.runtime import compile_cache
+  from mh2f_jax.training import optim
+  from mh2f_jax.training import steps
   compile_cache.enable(args.cache_dir)
   config = default.get_config()
   config.model.features, config.model.num_blocks = args.features, args.blocks

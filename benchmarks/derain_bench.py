@@ -31,7 +31,7 @@ import skimage.data  # pylint: disable=wrong-import-position
 
 from mh2f_jax import inference  # pylint: disable=wrong-import-position
 from mh2f_jax import model as model_lib  # pylint: disable=wrong-import-position
-from mh2f_jax import tiling  # pylint: disable=wrong-import-position
+from mh2f_jax.inference import tiling  # pylint: disable=wrong-import-position
 
 
 def peak_rss_mib() -> float:

@@ -28,8 +28,8 @@ import numpy as np  # pylint: disable=wrong-import-position
 
 from mh2f_jax import config_schema  # pylint: disable=wrong-import-position
 from mh2f_jax import model as model_lib  # pylint: disable=wrong-import-position
-from mh2f_jax import optim  # pylint: disable=wrong-import-position
-from mh2f_jax import steps  # pylint: disable=wrong-import-position
+from mh2f_jax.training import optim  # pylint: disable=wrong-import-position
+from mh2f_jax.training import steps  # pylint: disable=wrong-import-position
 
 _MIB = 2.0**20
 

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
-from mh2f_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mh2f_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _HEIGHT, _WIDTH = 321, 481  # the size of Rain200L/Rain100L images
 
@@ -116,7 +116,8 @@ def measure_train_step(args) -> float | None:
   try:
     import jax  # pylint: disable=g-import-not-at-top
     import optax  # pylint: disable=g-import-not-at-top
-    from mh2f_jax import losses, model  # pylint: disable=g-import-not-at-top
+    from mh2f_jax import model  # pylint: disable=g-import-not-at-top
+    from mh2f_jax.training import losses
   except ImportError as e:
     print(f'model: skipped ({e})')
     return None

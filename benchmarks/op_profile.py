@@ -6,7 +6,7 @@ and the kernel gradient (each a jitted function of its own, medians of ``--repea
 alternating runs). The sum per class is set against the whole jitted train step; the
 rest (pooling, upsampling, concatenations, activations, attention, SSIM loss, Adam) is
 what remains. The kernel gradient is timed in both formulations (XLA's and
-``mh2f_jax.conv``'s GEMM); the step uses ``--conv_kernel_grad``. One JSON line.
+``mh2f_jax.model.conv``'s GEMM); the step uses ``--conv_kernel_grad``. One JSON line.
 
 Usage::
 
@@ -28,7 +28,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.extend  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from mh2f_jax import conv  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mh2f_jax.model import conv  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mh2f_jax import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -95,8 +95,8 @@ def profile_convs(shapes, repeats: int) -> dict[str, float]:
 
 def time_step(model, batch: int, patch: int, repeats: int) -> float:
   """Seconds per step of the training library's jitted train step."""
-  from mh2f_jax import optim  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import steps  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.training import optim  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.training import steps  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   mesh = steps.create_mesh()

@@ -31,17 +31,17 @@ from collections.abc import Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The training library's step and state: the one place to change if they move.
-from mh2f_jax.optim import create_optimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mh2f_jax.steps import (  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mh2f_jax.training.optim import create_optimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mh2f_jax.training.steps import (  # pylint: disable=g-import-not-at-top,wrong-import-position
     create_mesh, create_train_state, make_train_step)
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mh2f_jax import backends  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mh2f_jax import compile_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mh2f_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mh2f_jax.inference import backends  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mh2f_jax.runtime import compile_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mh2f_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mh2f_jax import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 

@@ -5,7 +5,7 @@ Usage:
       [--figure=docs/synthetic_rain_unseen.png] [--json=unseen.json] [--x8]
 
 The rain here is drawn by this file alone, with ``skimage.draw.line`` segments and
-``scipy.ndimage`` filters; it imports nothing of ``mh2f_jax.rain``, so a model trained on
+``scipy.ndimage`` filters; it imports nothing of ``mh2f_jax.datasets.rain``, so a model trained on
 that renderer meets a different one, as a user's own rain would be. Three styles:
 
 * ``lines``: thin, straight, one-pixel bright lines (not anti-aliased), all at one
@@ -235,9 +235,9 @@ def held_out_photos() -> dict[str, np.ndarray]:
 
 def own_test_split(workdir: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
   """The (name, rainy, clean) pairs of the workdir's dataset test split."""
-  from mh2f_jax import checkpointing
+  from mh2f_jax.workdir import checkpoints
   from mh2f_jax import datasets
-  config = checkpointing.load_config(workdir)
+  config = checkpoints.load_config(workdir)
   source = datasets.get_source(config.data.dataset, 'test',
                                data_dir=config.data.get('data_dir'),
                                manual_dir=config.data.get('manual_dir'))

@@ -23,7 +23,6 @@ from absl import flags
 import numpy as np
 
 from mh2f_jax import cli
-from mh2f_jax import derain
 from mh2f_jax import errors
 from mh2f_jax import files
 
@@ -61,7 +60,7 @@ def _preview(pixels: np.ndarray, path: str) -> str:
   return path
 
 
-def derain_files(derainer: Any, paths: Sequence[str], out_dir: str, *,
+def derain_uploads(derainer: Any, paths: Sequence[str], out_dir: str, *,
                  self_ensemble: bool = False, progress=None) -> tuple[list[Result], list[str]]:
   """Derains uploaded files the way ``mh2f-derain`` does, one after the other.
 
@@ -77,11 +76,12 @@ def derain_files(derainer: Any, paths: Sequence[str], out_dir: str, *,
   """
   os.makedirs(os.path.join(out_dir, 'previews'), exist_ok=True)
   results, failures = [], []
-  stems = derain.output_stems(paths)
+  from mh2f_jax.inference import photos  # pylint: disable=g-import-not-at-top  (fast --help)
+  stems = photos.output_stems(paths)
   for i, (path, stem) in enumerate(zip(paths, stems)):
     name = os.path.basename(path)
     try:
-      loaded = derain.read_image(path)
+      loaded = photos.read_image(path)
     except Exception as e:  # pylint: disable=broad-except
       # Pillow raises many unrelated types for corrupt files; the others go on.
       failures.append(f'cannot read {name}: {e}')
@@ -91,8 +91,8 @@ def derain_files(derainer: Any, paths: Sequence[str], out_dir: str, *,
     if progress is not None:
       progress((i, len(paths)), desc=f'deraining {name} ({width}x{height}{tiled})')
     derained = derainer.derain(loaded.pixels, self_ensemble=self_ensemble)
-    output = os.path.join(out_dir, stem + derain.output_extension(loaded.kind))
-    files.write_atomic(output, derain.encode_output(loaded, derained))
+    output = os.path.join(out_dir, stem + photos.output_extension(loaded.kind))
+    files.write_atomic(output, photos.encode_output(loaded, derained))
     previews = os.path.join(out_dir, 'previews', f'{i}')
     results.append(Result(
         name, output, _preview(loaded.pixels, previews + '-before.png'),
@@ -120,7 +120,7 @@ def build_page(derainer: Any, title: str, work_root: str):
     if not files:
       raise gr.Error('upload one or more photos first')
     out_dir = tempfile.mkdtemp(prefix='request-', dir=work_root)
-    results, failures = derain_files(derainer, list(files), out_dir,
+    results, failures = derain_uploads(derainer, list(files), out_dir,
                                      self_ensemble=self_ensemble, progress=progress)
     # Keyed by the output's name, unique like the command's outputs.
     pairs = {os.path.basename(r.output): (r.before, r.after) for r in results}
@@ -158,7 +158,7 @@ def build_page(derainer: Any, title: str, work_root: str):
 def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
   """Defines the web page's flags on ``values``."""
   del argv  # No config overrides.
-  derain.define_model_flags(values)
+  cli.define_model_flags(values)
   flags.DEFINE_string('checkpoint', 'best', "--workdir: 'best' (default; 'latest' when no "
                       "validation was recorded), 'latest' or a step number.",
                       flag_values=values)
@@ -186,8 +186,8 @@ def serve(args: flags.FlagValues, positional: Sequence[str] = ()) -> int:
   except ImportError:
     raise errors.UserError('the web page needs Gradio: pip install "mh2f-jax[app]" '
                            '(or pip install gradio)') from None
-  derainer = derain.load_model(args)
-  model = derain.describe(args, derainer)
+  derainer = cli.load_derainer(args)
+  model = cli.describe_derainer(args, derainer)
   title = f'Model: `{model}`.'
   print(f'model: {model}')
   # SIGTERM (a service manager, a test) stops the server the way Ctrl-C does, so the

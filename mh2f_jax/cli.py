@@ -13,7 +13,7 @@ flags in a function and hands it, with its ``main``, to :func:`run`:
 * Log policy: the tool's own progress goes to stdout (``print``); absl logs go to stderr
   at the tool's level (INFO for training, WARNING otherwise); the package's notes
   (logger ``mh2f_jax``) are shown as ``note: ...``; other libraries' routine lines are
-  dropped, their warnings kept (:class:`mh2f_jax.logs.LibraryFilter`).
+  dropped, their warnings kept (:class:`mh2f_jax.runtime.logs.LibraryFilter`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from absl import flags
 from absl import logging
 
 from mh2f_jax import files
-from mh2f_jax import logs
+from mh2f_jax.runtime import logs
 from mh2f_jax.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -179,7 +179,7 @@ def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
     prog: the program name for messages.
     doc: the tool's help text (``--help`` prints it and the flags).
     log_level: absl level of the logs shown on stderr.
-    compile_cache: turn JAX's persistent compilation cache on (``mh2f_jax.compile_cache``:
+    compile_cache: turn JAX's persistent compilation cache on (``mh2f_jax.runtime.compile_cache``:
       a per-user folder, ``MH2F_COMPILATION_CACHE=DIR`` or ``off``).
 
   Returns:
@@ -206,7 +206,7 @@ def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
   try:
     with log_policy(log_level):
       if compile_cache:
-        from mh2f_jax import compile_cache as cache_lib  # pylint: disable=g-import-not-at-top
+        from mh2f_jax.runtime import compile_cache as cache_lib  # pylint: disable=g-import-not-at-top
         logging.info('compilation cache: %s', cache_lib.enable() or 'off')
       status = main(values, positional)
   except UserError as e:
@@ -251,3 +251,49 @@ def exit_with(status: int) -> None:
   if status == EXIT_USER_ERROR:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
   sys.exit(status)
+
+
+def define_model_flags(values: flags.FlagValues) -> None:
+  """Defines --workdir and --model, the two ways to name a model (derain, the web page)."""
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json and checkpoints/); '
+                      'or give --model.', flag_values=values)
+  flags.DEFINE_string('model', None, 'A model file written by mh2f-export (.onnx, or a '
+                      'jax.export artifact) instead of --workdir; large photos are tiled '
+                      'with --tiling=approx.', flag_values=values)
+
+
+def load_derainer(values: flags.FlagValues, **settings: Any) -> Any:
+  """The derainer that --workdir or --model names, with the tiling flags applied.
+
+  Args:
+    values: parsed flags from :func:`define_model_flags` and the tiling flags (--tile,
+      --overlap, and where defined --tiling, --checkpoint, --params, --backend).
+    **settings: further derainer settings (e.g. ``self_ensemble``).
+
+  Returns:
+    What ``inference.photo_run.load_derainer`` returns.
+
+  Raises:
+    UserError: neither or both of --workdir and --model, a workdir-only flag given with
+      --model, or a model that cannot be loaded.
+  """
+  from mh2f_jax.inference import photo_run  # pylint: disable=g-import-not-at-top  (fast --help)
+  given = lambda name: name in values and values[name].present
+  if values.model is not None:
+    for name in ('checkpoint', 'params', 'backend'):
+      if given(name):
+        raise UserError(f'--{name} applies to --workdir, not to --model')
+  for name, setting in (('tile', 'tile_size'), ('overlap', 'tile_overlap'),
+                        ('checkpoint', 'checkpoint'), ('params', 'params'),
+                        ('backend', 'backend')):
+    if name in values and values[name].value is not None:
+      settings[setting] = values[name].value
+  if given('tiling'):
+    settings['tiling'] = values.tiling
+  return photo_run.load_derainer(workdir=values.workdir, model=values.model, **settings)
+
+
+def describe_derainer(values: flags.FlagValues, derainer: Any) -> str:
+  """What :func:`load_derainer` loaded, for the first line of a tool's output."""
+  from mh2f_jax.inference import photo_run  # pylint: disable=g-import-not-at-top
+  return photo_run.describe(derainer, workdir=values.workdir, model=values.model)

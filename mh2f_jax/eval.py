@@ -54,15 +54,15 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
   """Evaluates the workdir the flags name and prints the summary; returns 0."""
   if positional:
     raise UserError(f'unexpected arguments: {" ".join(positional)}')
-  from mh2f_jax import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import eval_lib  # pylint: disable=g-import-not-at-top  (keeps --help fast)
+  from mh2f_jax.inference import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top  (keeps --help fast)
   ensemble = ensemble_lib.from_flags(values.self_ensemble, values.ensemble)
   with files.pixel_limit(values.max_pixels):
-    result = eval_lib.evaluate(
+    result = evaluator.evaluate(
         values.workdir, checkpoint=values.checkpoint, split=values.split,
         protocol=values.protocol, save_images=values.save_images,
         self_ensemble=ensemble, data_dir=values.data_dir, params=values.params)
-  print(eval_lib.format_summary(result))
+  print(evaluator.format_summary(result))
   print(f'results: {result["results_md"]}')
   print(f'figure: {result["figure"]}')
   if result['images_dir']:

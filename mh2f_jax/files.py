@@ -15,11 +15,12 @@ import contextlib
 import errno
 import io
 import json
+import math
 import os
 import re
 import uuid
 import warnings
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -249,3 +250,25 @@ def decode_name(name: Any) -> str:
   if isinstance(name, bytes):
     return name.decode('utf-8', errors='replace')
   return str(name)
+
+
+def json_safe(obj: Any) -> Any:
+  """Copy of ``obj`` with non-finite floats as the strings 'inf', '-inf', 'nan'.
+
+  ``json.dumps`` would otherwise write ``Infinity``, which is not JSON.
+  Dicts, lists and tuples are walked; NumPy scalars become Python numbers.
+  """
+  if isinstance(obj, Mapping):
+    return {k: json_safe(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [json_safe(v) for v in obj]
+  if isinstance(obj, (np.floating, float)):
+    v = float(obj)
+    if math.isnan(v):
+      return 'nan'
+    if math.isinf(v):
+      return 'inf' if v > 0 else '-inf'
+    return v
+  if isinstance(obj, np.integer):
+    return int(obj)
+  return obj

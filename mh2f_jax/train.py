@@ -58,12 +58,12 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
   config = _config(values)
   cli.init_distributed(values)
   import jax  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.training import trainer  # pylint: disable=g-import-not-at-top
   logging.info('JAX %s, process %d of %d, %d local / %d global devices: %s',
                jax.__version__, jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count(),
                ', '.join(str(d) for d in jax.local_devices()))
-  summary = train_lib.train_and_evaluate(config, values.workdir)
+  summary = trainer.train_and_evaluate(config, values.workdir)
   if summary.get('interrupted'):
     print(f'stopped at step {summary["step"]}; run the same command again to resume')
   best = summary.get('best')

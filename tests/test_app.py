@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_inference import fake_pair  # pylint: disable=g-bad-import-order
-from test_inference import tiny_run  # pylint: disable=g-bad-import-order
+from inference_helper import fake_pair  # pylint: disable=g-bad-import-order
+from inference_helper import tiny_run  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
@@ -133,9 +133,9 @@ def _derain_in_page(driver, url: str, photo) -> None:
                             if i.get_attribute('src')]) >= 2)
 
 
-def test_derain_files_names_outputs_as_the_cli_and_skips_bad_files(run, tmp_path):
+def test_derain_uploads_names_outputs_as_the_cli_and_skips_bad_files(run, tmp_path):
   from mh2f_jax import app
-  from mh2f_jax import derain
+  from mh2f_jax.inference import photos
   from mh2f_jax import inference
   rainy = fake_pair(20, 24, seed=3)[0]
   Image.fromarray(rainy).save(tmp_path / 'a.png')
@@ -144,13 +144,13 @@ def test_derain_files_names_outputs_as_the_cli_and_skips_bad_files(run, tmp_path
   paths = [str(tmp_path / n) for n in ('a.png', 'bad.png', 'a.tif')]
   calls = []
   derainer = inference.Derainer.from_workdir(run.workdir, 'latest')
-  results, failures = app.derain_files(derainer, paths, str(tmp_path / 'out'),
+  results, failures = app.derain_uploads(derainer, paths, str(tmp_path / 'out'),
                                        progress=lambda p, desc: calls.append((p, desc)))
   assert [os.path.basename(r.output) for r in results] == ['a.png', 'a.tif.png']
   assert len(failures) == 1 and 'bad.png' in failures[0]
   assert calls[-1] == ((3, 3), 'done') and 'a.png (24x20)' in calls[0][1]
-  loaded = derain.read_image(paths[0])
-  expected = derain.encode_output(loaded, derainer.derain(loaded.pixels))
+  loaded = photos.read_image(paths[0])
+  expected = photos.encode_output(loaded, derainer.derain(loaded.pixels))
   assert open(results[0].output, 'rb').read() == expected
   assert Image.open(results[1].output).mode == 'L'  # the grayscale input stays grayscale
   assert Image.open(results[0].before).size == (24, 20)
@@ -162,9 +162,9 @@ def test_page_derains_like_the_cli(run, photo, tmp_path, source):
   from selenium.webdriver.common.by import By
   if source == 'onnx':  # An exported model, served and run without the workdir.
     pytest.importorskip('onnxruntime', reason='the export extra is not installed')
-    from mh2f_jax import export
+    from mh2f_jax.export import __main__ as export_cli
     model_flag = f'--model={tmp_path / "model.onnx"}'
-    assert export.run([f'--workdir={run.workdir}', '--format=onnx',
+    assert export_cli.run([f'--workdir={run.workdir}', '--format=onnx',
                        f'--output={tmp_path / "model.onnx"}']) == 0
   else:
     model_flag = f'--workdir={run.workdir}'

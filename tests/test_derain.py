@@ -13,7 +13,7 @@ from PIL import ImageOps
 from mh2f_jax import derain
 from mh2f_jax import inference
 
-from test_inference import tiny_run  # pylint: disable=g-bad-import-order
+from inference_helper import tiny_run  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # All photos (after EXIF rotation) share one size, so the model compiles once for them.
@@ -129,7 +129,7 @@ def test_backend_flag(run, photos, tmp_path, capsys):
     assert status == 0 and f'backend {backend}' in captured.out, captured.err
     with Image.open(tmp_path / backend / 'gray.png') as got:
       outputs[backend] = np.asarray(got).astype(int)
-  # Raw outputs agree within 1e-4 (tests/test_inference.py): 8-bit values within one step.
+  # Raw outputs agree within 1e-4 (tests/inference/test_derainer.py): 8-bit values within one step.
   assert np.abs(outputs['jax'] - outputs['onnxruntime']).max() <= 1
 
 

@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from mh2f_jax import checkpointing
+from mh2f_jax.workdir import checkpoints
 from mh2f_jax import files
-from mh2f_jax import metric_writer
+from mh2f_jax.training import metric_writer
 from mh2f_jax.errors import UserError
 
 import train_helper  # pylint: disable=g-bad-import-order
@@ -40,12 +40,12 @@ CORRUPT_DIR = 'checkpoints_corrupt'  # test fails on its own where a fix is miss
 
 
 def _train(workdir, **overrides):
-  from mh2f_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.training import trainer  # pylint: disable=g-import-not-at-top
   config = train_helper.tiny_config({
       'num_train_steps': STEPS, 'checkpoint_every_steps': EVERY, 'max_to_keep': None,
       'num_eval_images': 2, 'eval_every_steps': EVERY, **overrides})
   sources = (train_helper.fake_pairs(8, 16, 16, seed=1), train_helper.fake_pairs(2, 20, 28, 2))
-  return train_lib.train_and_evaluate(config, str(workdir), sources=sources)
+  return trainer.train_and_evaluate(config, str(workdir), sources=sources)
 
 
 @pytest.fixture(name='trained', scope='module')
@@ -161,9 +161,9 @@ def test_full_disk_ends_train_with_one_error_line_keeping_the_last_checkpoint(tm
     errors = _error_lines(result.stderr)
     assert len(errors) == 1 and 'No space left on device' in errors[0], result.stderr[-3000:]
     assert 'Traceback' not in result.stderr
-    done = checkpointing.checkpoint_steps(workdir)
+    done = checkpoints.checkpoint_steps(workdir)
     assert done and f'the last complete checkpoint is step {done[-1]}' in errors[0]
-    params, step = checkpointing.restore_params(workdir, done[-1])
+    params, step = checkpoints.restore_params(workdir, done[-1])
     assert step == done[-1] and params
 
 
@@ -173,7 +173,7 @@ def test_a_failed_save_stage_leaves_no_write_to_call_its_closed_event_loop(monke
   import asyncio  # pylint: disable=g-import-not-at-top
   from orbax.checkpoint._src import asyncio_utils  # pylint: disable=g-import-not-at-top
   import tensorstore as ts  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import save_loops  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import save_loops  # pylint: disable=g-import-not-at-top
   promise, write = ts.Promise.new()
   other_write_ends = threading.Timer(0.3, promise.set_result, (None,))
 
@@ -209,12 +209,12 @@ def _dead_pid():
 
 
 def test_a_second_run_is_refused_at_once_naming_the_holder(copy):
-  from mh2f_jax import workdir_lock  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import lock  # pylint: disable=g-import-not-at-top
   holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])
   try:
     _write_lock(copy, pid=holder.pid)
     metrics = _digest(os.path.join(copy, metric_writer.METRICS_FILE))
-    with pytest.raises(workdir_lock.WorkdirLockedError,
+    with pytest.raises(lock.WorkdirLockedError,
                        match=rf'in use by .*host {socket.gethostname()}, pid {holder.pid}, '
                        r'started 2001-09-09'):
       _train(copy)
@@ -235,22 +235,22 @@ def test_a_stale_lock_of_a_killed_run_is_taken_over(copy, caplog):
 
 
 def test_a_reused_pid_does_not_keep_a_stale_lock(tmp_path):
-  from mh2f_jax import workdir_lock  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import lock  # pylint: disable=g-import-not-at-top
   # This process is alive, but started at another time than the lock says.
   _write_lock(str(tmp_path), pid=os.getpid(), start_ticks=1)
-  mine = workdir_lock.acquire(str(tmp_path))
+  mine = lock.acquire(str(tmp_path))
   assert mine['pid'] == os.getpid()
-  workdir_lock.release(str(tmp_path), mine)
+  lock.release(str(tmp_path), mine)
   assert not os.listdir(tmp_path)
 
 
 def test_a_lock_held_on_another_host_is_never_judged_by_pid(tmp_path):
-  from mh2f_jax import workdir_lock  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import lock  # pylint: disable=g-import-not-at-top
   _write_lock(str(tmp_path), host='another-host.example', pid=_dead_pid())
-  with pytest.raises(workdir_lock.WorkdirLockedError,
+  with pytest.raises(lock.WorkdirLockedError,
                      match='host another-host.example.*on another host; if that run is '
                      'over, delete the lock file'):
-    workdir_lock.acquire(str(tmp_path))
+    lock.acquire(str(tmp_path))
 
 
 _HELD_IN_GROUP = """
@@ -259,10 +259,10 @@ import jax
 sys.path.insert(0, {repo!r})
 jax.config.update('jax_platforms', 'cpu')
 jax.distributed.initialize(coordinator_address={address!r}, num_processes=2, process_id=int(sys.argv[1]))
-from mh2f_jax import workdir_lock
+from mh2f_jax.workdir import lock
 try:
-  workdir_lock.held(lambda config, workdir: print('the run started'))(None, {workdir!r})
-except workdir_lock.WorkdirLockedError as e:
+  lock.held(lambda config, workdir: print('the run started'))(None, {workdir!r})
+except lock.WorkdirLockedError as e:
   print('error:', e)
 """
 
@@ -333,9 +333,9 @@ CORRUPTIONS = {
     'truncated data file': lambda step_dir: _truncate(_largest_file(step_dir)),
     'deleted data file': lambda step_dir: os.remove(_largest_file(step_dir)),
     'deleted tree metadata': lambda step_dir: os.remove(
-        os.path.join(step_dir, checkpointing.STATE_ITEM, '_METADATA')),
+        os.path.join(step_dir, checkpoints.STATE_ITEM, '_METADATA')),
     'garbage manifest': lambda step_dir: open(  # pylint: disable=consider-using-with
-        os.path.join(step_dir, checkpointing.STATE_ITEM, 'manifest.ocdbt'), 'wb').write(b'x'),
+        os.path.join(step_dir, checkpoints.STATE_ITEM, 'manifest.ocdbt'), 'wb').write(b'x'),
 }
 
 
@@ -349,7 +349,7 @@ def test_training_resumes_from_the_newest_intact_checkpoint(copy, caplog):
   assert notes[0].startswith(f'checkpoint {STEPS} is corrupt (')
   aside = os.listdir(os.path.join(copy, CORRUPT_DIR))
   assert len(aside) == 1 and aside[0].startswith(f'{STEPS}-')
-  assert checkpointing.checkpoint_steps(copy) == [4, 8, STEPS]  # Step 12 trained again.
+  assert checkpoints.checkpoint_steps(copy) == [4, 8, STEPS]  # Step 12 trained again.
   rows = [json.loads(line) for line in open(os.path.join(copy, 'metrics.jsonl'))]
   assert max(r['step'] for r in rows) == STEPS
 
@@ -359,11 +359,11 @@ def test_loading_params_skips_a_corrupt_latest_and_refuses_a_corrupt_step(
     copy, corruption, caplog):
   CORRUPTIONS[corruption](os.path.join(copy, 'checkpoints', str(STEPS)))
   with caplog.at_level(logging.WARNING, logger='mh2f_jax'):
-    _, step = checkpointing.restore_params(copy, 'latest')
+    _, step = checkpoints.restore_params(copy, 'latest')
   assert step == 8
   assert f'checkpoint {STEPS} in {copy} is corrupt (' in caplog.text
   with pytest.raises(UserError, match=f'checkpoint {STEPS} in .* is corrupt .*choose another'):
-    checkpointing.restore_params(copy, STEPS)
+    checkpoints.restore_params(copy, STEPS)
 
 
 def test_a_workdir_whose_checkpoints_vanished_is_refused(copy):
@@ -375,31 +375,31 @@ def test_a_workdir_whose_checkpoints_vanished_is_refused(copy):
 
 
 def test_a_run_killed_before_its_first_checkpoint_may_start_again(tmp_path):
-  from mh2f_jax import checkpoint_recovery  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import recovery  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path)
-  checkpointing.save_config(workdir, {'checkpoint_every_steps': EVERY})
+  checkpoints.save_config(workdir, {'checkpoint_every_steps': EVERY})
   with open(os.path.join(workdir, metric_writer.METRICS_FILE), 'w') as f:
     for step in range(1, 2 * EVERY + 1):
       f.write(json.dumps({'step': step, 'loss': 1.0}) + '\n')
-  checkpoint_recovery.refuse_lost_checkpoints(
-      workdir, metric_writer.METRICS_FILE, 'best', 'checkpoints', checkpointing.CONFIG_FILE)
+  recovery.refuse_lost_checkpoints(
+      workdir, metric_writer.METRICS_FILE, 'best', 'checkpoints', checkpoints.CONFIG_FILE)
   with open(os.path.join(workdir, metric_writer.METRICS_FILE), 'a') as f:
     f.write(json.dumps({'step': 2 * EVERY + 1, 'loss': 1.0}) + '\n')
   with pytest.raises(UserError, match='deleted or moved'):
-    checkpoint_recovery.refuse_lost_checkpoints(
-        workdir, metric_writer.METRICS_FILE, 'best', 'checkpoints', checkpointing.CONFIG_FILE)
+    recovery.refuse_lost_checkpoints(
+        workdir, metric_writer.METRICS_FILE, 'best', 'checkpoints', checkpoints.CONFIG_FILE)
 
 
 # 5. config.json only after the state restores -----------------------------------------
 
 
 def test_a_refused_resume_leaves_config_json_alone(copy):
-  os.remove(os.path.join(copy, checkpointing.CONFIG_FILE))
+  os.remove(os.path.join(copy, checkpoints.CONFIG_FILE))
   with pytest.raises(UserError, match=r"checkpoint 12 .* does not fit the config's model "
                      r'\(\[.*saved \(.*8,?\), config gives \(.*16,?\)'):
     _train(copy, **{'model.features': 16})
-  assert not os.path.exists(os.path.join(copy, checkpointing.CONFIG_FILE))
-  assert checkpointing.checkpoint_steps(copy) == [4, 8, STEPS]
+  assert not os.path.exists(os.path.join(copy, checkpoints.CONFIG_FILE))
+  assert checkpoints.checkpoint_steps(copy) == [4, 8, STEPS]
   assert not os.path.exists(os.path.join(copy, CORRUPT_DIR))
 
 
@@ -530,14 +530,14 @@ def _read_only_folder(path):
 
 def test_a_read_only_workdir_in_train_and_eval(copy, tmp_path, capsys, monkeypatch):
   from mh2f_jax import eval as eval_tool  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import eval_lib  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
   from mh2f_jax import train  # pylint: disable=g-import-not-at-top
   with _read_only_folder(str(tmp_path / 'ro')) as folder:
     workdir = os.path.join(folder, 'run')
     _one_error_line(capsys, train.run([f'--config={_config_file(tmp_path)}',
                                        f'--workdir={workdir}']), f'workdir {workdir}')
     # Evaluation writes its report into the workdir.
-    monkeypatch.setattr(eval_lib, 'evaluate', lambda workdir, **_: files.write_atomic(
+    monkeypatch.setattr(evaluator, 'evaluate', lambda workdir, **_: files.write_atomic(
         os.path.join(folder, 'eval', 'summary.json'), b'{}'))
     _one_error_line(capsys, eval_tool.run([f'--workdir={copy}']),
                     f'cannot write {os.path.join(folder, "eval")}')
@@ -561,13 +561,13 @@ FULL_DISK_ERRORS = [
 def test_a_full_disk_in_eval_and_prepare(copy, capsys, monkeypatch, error):
   from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
   from mh2f_jax import eval as eval_tool  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import eval_lib  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
   from mh2f_jax.datasets import __main__ as datasets_cli  # pylint: disable=g-import-not-at-top
 
   def fail(*args, **kwargs):
     raise error
 
-  monkeypatch.setattr(eval_lib, 'evaluate', fail)
+  monkeypatch.setattr(evaluator, 'evaluate', fail)
   monkeypatch.setattr(datasets, 'prepare', fail)
   message = 'cannot write /data/out/summary.json: No space left on device'
   _one_error_line(capsys, eval_tool.run([f'--workdir={copy}']), message)
@@ -630,7 +630,7 @@ def test_prepare_removes_builds_that_were_killed_but_not_live_ones(tmp_path, cap
 
 def test_files_keep_the_umask_permissions(trained):
   """Trained under umask 022: every file is readable by others, none is executable."""
-  for name in (checkpointing.CONFIG_FILE, checkpointing.BEST_FILE, 'metrics.jsonl'):
+  for name in (checkpoints.CONFIG_FILE, checkpoints.BEST_FILE, 'metrics.jsonl'):
     assert stat.S_IMODE(os.stat(os.path.join(trained, name)).st_mode) == 0o644, name
   for root, _, names in os.walk(trained):
     for name in names:

@@ -87,7 +87,7 @@ def test_every_command_answers_help(env, command):
   _, bin_dir, _, elsewhere = env
   if command == 'mh2f-export' and not os.path.exists(os.path.join(REPO, 'mh2f_jax',
                                                                   'export.py')):
-    pytest.skip('mh2f_jax/export.py (the export command) is not in this checkout')
+    pytest.skip('mh2f_jax/export/__main__.py (the export command) is not in this checkout')
   out = _run([str(bin_dir / command), '--help'], cwd=elsewhere, timeout=120)
   # absl's --help (train, eval) exits with status 1; argparse's with 0.
   expected = (0, 1) if command in ('mh2f-train', 'mh2f-eval') else (0,)

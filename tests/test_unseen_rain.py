@@ -3,7 +3,7 @@
 The demo model's numbers on unseen rain come from running that script on the trained
 demo workdir (docs/synthetic_rain.md); training the demo does not fit in the test suite.
 These tests check what the numbers rest on: the renderer draws the three styles it
-claims, independently of mh2f_jax.rain, and the harness scores, summarises and judges
+claims, independently of mh2f_jax.datasets.rain, and the harness scores, summarises and judges
 rows correctly (on a tiny model and on made-up tables).
 """
 
@@ -19,8 +19,8 @@ from scipy import ndimage
 from mh2f_jax import inference
 from mh2f_jax import metrics
 
-from test_inference import _tiny_model_and_params  # pylint: disable=g-bad-import-order
-from test_inference import tiny_run  # pylint: disable=g-bad-import-order
+from inference_helper import _tiny_model_and_params  # pylint: disable=g-bad-import-order
+from inference_helper import tiny_run  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
@@ -42,7 +42,7 @@ def test_renderer_is_independent_of_mh2f_jax_rain():
     elif isinstance(node, ast.ImportFrom):
       imported.update(f'{node.module}.{a.name}' for a in node.names)
   assert imported, 'no imports found'
-  assert not any(name.startswith(('mh2f_jax.rain', 'mh2f_jax.datasets.synthetic.rain'))
+  assert not any(name.startswith(('mh2f_jax.datasets.rain', 'mh2f_jax.datasets.synthetic.rain'))
                  for name in imported), imported
 
 

@@ -103,8 +103,8 @@ def main() -> int:
   from absl import logging  # pylint: disable=g-import-not-at-top
   flags.FLAGS.mark_as_parsed()
   logging.set_verbosity(logging.INFO)
-  from mh2f_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import checkpoints  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.training import trainer  # pylint: disable=g-import-not-at-top
   from mh2f_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 
   config = tiny_config(json.loads(args.config_json))
@@ -122,14 +122,14 @@ def main() -> int:
         return
       # Wait until the asynchronous save of that step is complete, then die hard.
       deadline = time.time() + 60
-      while args.kill_after_checkpoint not in checkpointing.checkpoint_steps(
+      while args.kill_after_checkpoint not in checkpoints.checkpoint_steps(
           args.workdir) and time.time() < deadline:
         time.sleep(0.05)
       os.kill(os.getpid(), signal.SIGKILL)
     callbacks.append(kill_when_saved)
 
   try:
-    summary = train_lib.train_and_evaluate(config, args.workdir, sources=sources,
+    summary = trainer.train_and_evaluate(config, args.workdir, sources=sources,
                                            step_callbacks=callbacks)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
@@ -143,7 +143,7 @@ def run_cli(args) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_platforms', 'cpu')
   from mh2f_jax import cli  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
   from mh2f_jax import train  # pylint: disable=g-import-not-at-top
 
   def sources(config):

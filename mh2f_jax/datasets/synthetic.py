@@ -2,7 +2,7 @@
 
 Needs no download, so a fresh machine has a deraining dataset at once. Two configs,
 ``synthetic_rain/light`` and ``synthetic_rain/heavy``, use the presets of the same name
-in :mod:`mh2f_jax.rain`.
+in :mod:`mh2f_jax.datasets.rain`.
 
 Clean photos (train and test are different photos of unrelated scenes):
 
@@ -31,7 +31,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from mh2f_jax import files
-from mh2f_jax import rain
+from mh2f_jax.datasets import rain
 from mh2f_jax.datasets import builders
 
 # Fixed seed of every rendering; changing it changes the dataset (bump VERSION).
@@ -176,7 +176,7 @@ def _encode(image: np.ndarray) -> bytes:
 
 @dataclasses.dataclass
 class SyntheticRainConfig(tfds.core.BuilderConfig):
-  """A config names the :data:`mh2f_jax.rain.PRESETS` entry it renders."""
+  """A config names the :data:`mh2f_jax.datasets.rain.PRESETS` entry it renders."""
   preset: str = 'heavy'
 
 
@@ -189,7 +189,7 @@ class SyntheticRain(builders.LocalBuildMessages, tfds.core.GeneratorBasedBuilder
       '1.0.0': 'First release.',
       '2.0.0': 'Rain of random look per image: direction up to 35 degrees off vertical '
                'either way, streak width 1-4 px, length, density, brightness, defocus '
-               'and an optional veil (mh2f_jax.rain presets of this version).',
+               'and an optional veil (mh2f_jax.datasets.rain presets of this version).',
   }
   BUILDER_CONFIGS = [
       SyntheticRainConfig(
@@ -212,7 +212,7 @@ class SyntheticRain(builders.LocalBuildMessages, tfds.core.GeneratorBasedBuilder
     return tfds.core.DatasetInfo(
         builder=self,
         description=(
-            'Synthetic rain (mh2f_jax.rain) over photos bundled with scikit-image and '
+            'Synthetic rain (mh2f_jax.datasets.rain) over photos bundled with scikit-image and '
             f'matplotlib. Train photos: {", ".join(TRAIN_PHOTOS)} ({TRAIN_DRAWS} '
             f'renderings each, cut into {TRAIN_TILE}x{TRAIN_TILE} tiles). Test photos: '
             f'{", ".join(TEST_PHOTOS)} ({TEST_DRAWS} renderings each of a '

@@ -9,7 +9,7 @@ training split is about 1 GB, Rain1400 and Rain13K several GB, SPA-Data tens of 
 When TensorFlow is not installed, :func:`install` gives that module a stand-in for the
 four names it uses (``tf.io.gfile.GFile``/``exists``/``remove`` and
 ``tf.errors.ResourceExhaustedError``), built on Python files. With TensorFlow installed
-nothing is changed. tests/test_datasets.py forces a spill to keep this honest.
+nothing is changed. tests/datasets/test_datasets.py forces a spill to keep this honest.
 """
 
 from __future__ import annotations

@@ -1,0 +1,108 @@
+"""Deraining photo files: load the model a user named, derain a planned list of files.
+
+``mh2f-derain`` is flags around these two calls; the web page loads its model with
+:func:`load_derainer` too. Photos are read and written by :mod:`.photos`.
+"""
+
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from mh2f_jax import errors
+from mh2f_jax import files
+from mh2f_jax.inference import derainer as derainer_lib
+from mh2f_jax.inference import exported
+from mh2f_jax.inference import photos
+
+
+def load_derainer(*, workdir: str | None = None, model: str | None = None,
+                  checkpoint: Any = 'best', params: str = 'ema', backend: str = 'auto',
+                  tiling: str | None = None, **settings: Any) -> Any:
+  """The derainer of a training workdir or of an exported model file.
+
+  Args:
+    workdir: a training workdir; or give ``model``.
+    model: a file written by ``mh2f-export`` (ONNX or ``jax.export``).
+    checkpoint: ``workdir`` only: 'best', 'latest' or a step.
+    params: ``workdir`` only: 'ema' or 'raw'.
+    backend: ``workdir`` only: 'auto', 'jax' or 'onnxruntime'.
+    tiling: 'exact' or 'approx'; None: 'exact' for a workdir, 'approx' for a model file
+      (the only tiling an exported file can run).
+    **settings: further derainer settings (``tile_size``, ``tile_overlap``,
+      ``self_ensemble``).
+
+  Returns:
+    A ``Derainer`` (workdir) or ``exported.ExportedDerainer`` (model file).
+
+  Raises:
+    errors.UserError: neither or both of ``workdir`` and ``model``, or a model that cannot
+      be loaded.
+  """
+  if (workdir is None) == (model is None):
+    raise errors.UserError('give either --workdir (a training workdir) or --model (a file '
+                           'written by mh2f-export)')
+  if model is not None:
+    return exported.load(model, tiling=tiling or 'approx', **settings)
+  return derainer_lib.Derainer.from_workdir(workdir, checkpoint, params=params,
+                                            backend=backend, tiling=tiling or 'exact',
+                                            **settings)
+
+
+def describe(derainer: Any, *, workdir: str | None = None, model: str | None = None) -> str:
+  """What :func:`load_derainer` loaded, for the first line of a tool's output."""
+  if model is not None:
+    step = '' if derainer.step is None else f', step {derainer.step}'
+    return f'{model} ({derainer.format} export{step})'
+  return f'{workdir} at step {derainer.step} ({derainer.checkpoint})'
+
+
+@dataclasses.dataclass
+class Options:
+  """How :func:`derain_photos` writes: replace outputs, add comparisons, pixel cap."""
+  output: str
+  overwrite: bool = False
+  compare: bool = False
+  max_pixels: int | None = None
+
+
+def derain_photos(derainer: Any, plan: Sequence[tuple[str, str]], options: Options) -> int:
+  """Derains each ``(input path, output stem)`` of ``plan``; returns the number that failed.
+
+  A file that cannot be read or written is reported on stderr and the run goes on.
+  """
+  failed = 0
+  write = files.write_atomic if options.overwrite else files.write_new
+  for path, out_stem in plan:
+    try:
+      with files.pixel_limit(options.max_pixels):
+        loaded = photos.read_image(path)
+    except Exception as e:  # pylint: disable=broad-except
+      # Pillow raises many unrelated types for corrupt files; the run must go on.
+      print(f'error: cannot read {path}: {e}', file=sys.stderr)
+      failed += 1
+      continue
+    derained = derainer.derain(loaded.pixels)
+    out_path = out_stem + photos.output_extension(loaded.kind)
+    try:
+      write(out_path, photos.encode_output(loaded, derained))
+    except FileExistsError:
+      print(f'error: {out_path} exists (pass --overwrite to replace it)', file=sys.stderr)
+      failed += 1
+      continue
+    except OSError as e:
+      print(f'error: cannot write {out_path}: {e}', file=sys.stderr)
+      failed += 1
+      continue
+    height, width = loaded.pixels.shape[:2]
+    tiled = ', tiled' if derainer.will_tile(height, width) else ''
+    print(f'{path} -> {out_path} ({width}x{height}, {loaded.kind}{tiled})')
+    if options.compare:
+      stem = os.path.join(options.output, 'compare', os.path.basename(out_stem))
+      try:
+        print(f'  side by side: {photos.write_comparison(stem, loaded.pixels, derained)}')
+      except OSError as e:
+        print(f'error: cannot write the comparison {stem}.png: {e}', file=sys.stderr)
+        failed += 1
+  return failed
