@@ -213,3 +213,17 @@ def test_too_small_raises_the_shared_exception(shape, model36):
 def test_smallest_accepted_size(images, model36):
   assert np.isfinite(brisque.brisque(images['coffee'][:14, :14],
                                      model=model36))
+
+
+def test_features_are_rounded_as_brisquescore_writes_them():
+  # brisquescore.m writes 0.0004996 as '0.000500', which svm-scale maps to
+  # exactly 0 on a 0..0.001 range (and then leaves out); unrounded it would be
+  # -0.0008.
+  lower, upper, fmin, fmax = brisque.parse_svm_scale_range(
+      _TINY_RANGE + '4 0 0.001\n')
+  model = brisque.SvrModel(0.5, 0.0, np.zeros(1), np.zeros((1, 4)), lower,
+                           upper, fmin, fmax)
+  # pylint: disable-next=protected-access
+  scaled = brisque._scale_features(model,
+                                   np.array([1.234567891, 0.1, 4.2, 0.0004996]))
+  np.testing.assert_array_equal(scaled, [-0.265432, 0.1, -0.16, 0.0])
