@@ -39,8 +39,9 @@ from mh2f_jax.metrics import matlab_resize
 from mh2f_jax.metrics import nss
 from mh2f_jax.metrics.nss import ImageTooSmall
 
-__all__ = ['ImageTooSmall', 'ModelUnavailable', 'SvrModel', 'brisque',
-           'brisque_features', 'load_model']
+__all__ = ['ImageTooSmall', 'MIN_SIDE', 'MODEL_DIR', 'ModelUnavailable',
+           'SvrModel', 'brisque', 'brisque_features', 'load_model',
+           'parse_libsvm_model', 'parse_svm_scale_range', 'predict', 'to_gray']
 
 MODEL_DIR = pathlib.Path(__file__).resolve().parent / 'data' / 'brisque'
 # Each side must still hold the 7x7 window after the image is halved.

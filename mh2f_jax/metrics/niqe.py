@@ -39,7 +39,8 @@ from mh2f_jax.metrics import matlab_resize
 from mh2f_jax.metrics import nss
 from mh2f_jax.metrics.nss import ImageTooSmall
 
-__all__ = ['BLOCK', 'ImageTooSmall', 'VARIANTS', 'niqe', 'niqe_features']
+__all__ = ['BLOCK', 'ImageTooSmall', 'VARIANTS', 'niqe', 'niqe_features',
+           'pristine_model', 'to_gray']
 
 BLOCK = 96
 VARIANTS = ('gray', 'y')

@@ -203,5 +203,5 @@ def fit_ggd(vec: np.ndarray) -> tuple[float, float]:
 
 
 def gamma(x: float) -> float:
-  """The Gamma function (NaN-safe scalar wrapper)."""
+  """The Gamma function of a scalar, as a Python float."""
   return float(special.gamma(x))
