@@ -31,7 +31,8 @@ import skimage.data  # pylint: disable=wrong-import-position
 
 from mh2f_jax import inference  # pylint: disable=wrong-import-position
 from mh2f_jax import model as model_lib  # pylint: disable=wrong-import-position
-from mh2f_jax.inference import tiling  # pylint: disable=wrong-import-position
+from mh2f_jax.inference import blended_tiling  # pylint: disable=wrong-import-position
+from mh2f_jax.model import receptive_field  # pylint: disable=wrong-import-position
 
 
 def peak_rss_mib() -> float:
@@ -74,7 +75,7 @@ def main() -> None:
       (args.width, args.height), Image.BICUBIC))
   rss_before = peak_rss_mib()
 
-  ph, pw = tiling.align_up(args.height), tiling.align_up(args.width)
+  ph, pw = receptive_field.align_up(args.height), receptive_field.align_up(args.width)
   tile = min(args.tile, ph), min(args.tile, pw)
   start = time.perf_counter()
   if args.tiling == 'exact':
@@ -89,8 +90,8 @@ def main() -> None:
   if args.tiling == 'exact':
     tiles = -(-ph // tile[0]) * -(-pw // tile[1])
   else:
-    tiles = (len(tiling.tile_starts(ph, args.tile, args.overlap))
-             * len(tiling.tile_starts(pw, args.tile, args.overlap)))
+    tiles = (len(blended_tiling.tile_starts(ph, args.tile, args.overlap))
+             * len(blended_tiling.tile_starts(pw, args.tile, args.overlap)))
   start, cpu_start = time.perf_counter(), time.process_time()
   out = derainer.derain(photo, self_ensemble=args.self_ensemble)
   seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start

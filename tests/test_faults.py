@@ -25,6 +25,8 @@ from PIL import Image
 import pytest
 
 from mh2f_jax.workdir import checkpoints
+
+from mh2f_jax.workdir import loading
 from mh2f_jax import files
 from mh2f_jax.training import metric_writer
 from mh2f_jax.errors import UserError
@@ -163,7 +165,7 @@ def test_full_disk_ends_train_with_one_error_line_keeping_the_last_checkpoint(tm
     assert 'Traceback' not in result.stderr
     done = checkpoints.checkpoint_steps(workdir)
     assert done and f'the last complete checkpoint is step {done[-1]}' in errors[0]
-    params, step = checkpoints.restore_params(workdir, done[-1])
+    params, step = loading.restore_params(workdir, done[-1])
     assert step == done[-1] and params
 
 
@@ -359,11 +361,11 @@ def test_loading_params_skips_a_corrupt_latest_and_refuses_a_corrupt_step(
     copy, corruption, caplog):
   CORRUPTIONS[corruption](os.path.join(copy, 'checkpoints', str(STEPS)))
   with caplog.at_level(logging.WARNING, logger='mh2f_jax'):
-    _, step = checkpoints.restore_params(copy, 'latest')
+    _, step = loading.restore_params(copy, 'latest')
   assert step == 8
   assert f'checkpoint {STEPS} in {copy} is corrupt (' in caplog.text
   with pytest.raises(UserError, match=f'checkpoint {STEPS} in .* is corrupt .*choose another'):
-    checkpoints.restore_params(copy, STEPS)
+    loading.restore_params(copy, STEPS)
 
 
 def test_a_workdir_whose_checkpoints_vanished_is_refused(copy):

@@ -266,7 +266,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
     errors.UserError: missing workdir/config/checkpoint, an unknown protocol or split,
       a test pair whose images differ in size, an empty split.
   """
-  from mh2f_jax.workdir import checkpoints  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import loading  # pylint: disable=g-import-not-at-top
   from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
 
   protocol = str(protocol).upper()
@@ -276,7 +276,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
   if num_images is not None and num_images < 1:
     raise errors.UserError(f'num_images must be >= 1 or None, got {num_images}')
   self_ensemble = ensemble_lib.resolve(self_ensemble)
-  config, values, step = checkpoints.load_workdir(workdir, checkpoint, fallback=False,
+  config, values, step = loading.load_workdir(workdir, checkpoint, fallback=False,
                                                     params=params)
   derainer = inference.Derainer.from_params(config.model, values, step=step,
                                             checkpoint=checkpoint,
@@ -307,7 +307,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
   summary = {
       **means, 'num_images': len(rows), 'protocol': protocol, 'step': int(step),
       'dataset': dataset, 'split': split, 'checkpoint': str(checkpoint),
-      'params': checkpoints.params_kind(config, params),
+      'params': loading.params_kind(config, params),
       'curves': _curves_link(workdir, out_dir), 'self_ensemble': self_ensemble,
       'num_tiled_images': int(num_tiled), 'num_distinct_sizes': len(shapes),
       'seconds': round(seconds, 2),

@@ -7,9 +7,8 @@ without the model's Python code, with nothing but ``jax`` installed::
     exported = jax.export.deserialize(bytearray(open(path, 'rb').read()))
     derained = exported.call(images)
 
-The model pads H and W to a multiple of 4 with ``jnp.pad``, whose pad widths cannot be
-symbolic; the exported function therefore does the same edge padding first as a gather
-(clamped indices: the same pixels), so the model sees a multiple of 4 and pads nothing.
+The model's own edge padding to a multiple of 4 (``network.pad_to_multiple``) is a
+gather with clamped indices, so it lowers with symbolic height and width.
 """
 
 from collections.abc import Sequence
@@ -24,23 +23,12 @@ from mh2f_jax import model as model_lib
 DEFAULT_PLATFORMS = ('cpu', 'cuda')
 
 
-def _edge_pad_to_multiple(images: jax.Array) -> jax.Array:
-  """Edge-pads (N, H, W, C) at the bottom/right to a multiple of 4; symbolic H, W work."""
-  _, height, width, _ = images.shape
-  m = model_lib.PAD_MULTIPLE
-  rows = jnp.minimum(jnp.arange(m * ((height + m - 1) // m)), height - 1)
-  cols = jnp.minimum(jnp.arange(m * ((width + m - 1) // m)), width - 1)
-  return jnp.take(jnp.take(images, rows, axis=1), cols, axis=2)
-
-
 def derain_function(model: model_lib.MH2FNet, params: Any):
   """``images -> raw output`` with the parameters bound, ready for ``jax.export``."""
   params = jax.tree.map(jnp.asarray, params)
 
   def derain(images: jax.Array) -> jax.Array:
-    _, height, width, _ = images.shape
-    out = model.apply({'params': params}, _edge_pad_to_multiple(images.astype(jnp.float32)))
-    return out[:, :height, :width, :]
+    return model.apply({'params': params}, images.astype(jnp.float32))
 
   return derain
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from mh2f_jax import files
 from mh2f_jax.workdir import checkpoints
+from mh2f_jax.workdir import loading
 
 
 def export_params(workdir: str | os.PathLike[str], path: str | os.PathLike[str],
@@ -35,7 +36,7 @@ def export_params(workdir: str | os.PathLike[str], path: str | os.PathLike[str],
   workdir, path = os.fspath(workdir), os.fspath(path)
   files.refuse_inside(path, [os.path.join(workdir, checkpoints.CONFIG_FILE),
                              os.path.join(workdir, checkpoints.CHECKPOINT_DIR)], 'parameters')
-  config, params, step = checkpoints.load_workdir(workdir, checkpoint)
+  config, params, step = loading.load_workdir(workdir, checkpoint)
   params = jax.tree.map(np.asarray, params)
   files.write_atomic(path, flax.serialization.msgpack_serialize(params))
   model_config = config.model.to_dict() if hasattr(config.model, 'to_dict') else dict(

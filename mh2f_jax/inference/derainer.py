@@ -40,6 +40,7 @@ from mh2f_jax.inference import ensemble as ensemble_lib
 from mh2f_jax.inference import forward
 from mh2f_jax import errors
 from mh2f_jax import model as model_lib
+from mh2f_jax.inference import blended_tiling
 from mh2f_jax.inference import tiling as tiling_lib
 
 _log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class DerainerBase:
 
   def _run_tiled(self, image: np.ndarray) -> np.ndarray:
     """Raw output for one float32 (H, W, 3) image, tile by tile ('approx' here)."""
-    return tiling_lib.run_blended(self._run, image, self.tile_size, self.tile_overlap,
+    return blended_tiling.run_blended(self._run, image, self.tile_size, self.tile_overlap,
                                   self.tile_margin)
 
   def _raw_single(self, image: np.ndarray) -> np.ndarray:
@@ -300,12 +301,11 @@ class Derainer(DerainerBase):
       errors.UserError: missing workdir or config.json, no checkpoints, unknown step,
         parameters that do not fit the config.
     """
-    from mh2f_jax.workdir import checkpoints  # Lazy: keeps Orbax off the params-file path.
+    from mh2f_jax.workdir import loading  # Lazy: keeps Orbax off the params-file path.
     workdir = os.fspath(workdir)
-    checkpoint = checkpoints.resolve_checkpoint(workdir, checkpoint,
-                                                  fallback=fallback_to_latest)
-    config, values, step = checkpoints.load_workdir(workdir, checkpoint, params=params)
-    if checkpoints.params_kind(config, params) == 'ema':
+    checkpoint = loading.resolve_checkpoint(workdir, checkpoint, fallback=fallback_to_latest)
+    config, values, step = loading.load_workdir(workdir, checkpoint, params=params)
+    if loading.params_kind(config, params) == 'ema':
       checkpoint = f'{checkpoint}, EMA'
     return cls.from_params(config.model, values, step=step, checkpoint=checkpoint,
                            source=f'{workdir} (step {step})', **kwargs)

@@ -1,4 +1,4 @@
-"""Tiled inference for images too large to run whole: exact staged tiling, blended tiling.
+"""Exact tiled inference for images too large to run whole: the network stage by stage.
 
 **Exact tiling** (:func:`run_exact`, the default) gives the whole-image forward pass,
 to float rounding, with device memory bounded by the tile size. The network runs stage
@@ -27,9 +27,8 @@ twice. Two things keep a tile's arithmetic identical to the whole image's:
   interceptor zeroes the input of every spatial conv outside the image, which is the
   zero 'SAME' padding the whole image gets at its border, at every scale.
 
-**Blended tiling** (:func:`run_blended`, ``tiling='approx'``): overlapping whole-network
-tiles blended with linear ramps; an approximation for the HADB model (each tile sees
-only its own channel means and too small a margin of context).
+Blended tiling (``tiling='approx'``) is :mod:`mh2f_jax.inference.blended_tiling`; the
+margins come from :mod:`mh2f_jax.model.receptive_field`.
 """
 
 import collections
@@ -44,81 +43,7 @@ import numpy as np
 
 from mh2f_jax import model as model_lib
 
-# The network pads to this multiple itself; tiles and margins align to it.
-ALIGN = model_lib.PAD_MULTIPLE
-# Radius of the network's 3x3 convs and of HADB's 7x7 spatial-attention conv.
-_CONV3_RADIUS = 1
-_SA_CONV_RADIUS = 3
-# 3x3 convs between (Le, Ld) and Ls in each fusion (model.RPFF: conv_r, conv_f, conv_o;
-# AddFusion: conv_o; ConcatFusion: 1x1 project, then conv_o). Lo only meets conv_o.
-_FUSION_CONV3_DEPTH = {'rpff': 3, 'add': 1, 'concat': 1}
-
-
-def align_up(n: int, multiple: int = ALIGN) -> int:
-  """``n`` rounded up to a multiple of ``multiple``."""
-  return -(-n // multiple) * multiple
-
-
-# --------------------------------------------------------------------- receptive fields
-
-
-def _mheb_interval(lo: int, hi: int, layers: int) -> tuple[int, int]:
-  """Input rows (full scale) that MHEB output rows ``[lo, hi]`` depend on.
-
-  Follows ``model.MHEB.__call__``: a DCR of ``layers`` chained 3x3 convs widens a range
-  by ``layers`` at its own scale; a 2x2 pool maps half-scale row ``j`` to rows ``2j,
-  2j+1``; nearest upsampling maps row ``i`` to half-scale row ``i // 2``.
-  """
-  dcr = lambda a, b: (a - layers, b + layers)
-  pool = lambda a, b: (2 * a, 2 * b + 1)   # coarse rows -> the finer rows they pool
-  up = lambda a, b: (a // 2, b // 2)       # fine rows -> the coarse rows they copy
-  union = lambda *ivs: (min(i[0] for i in ivs), max(i[1] for i in ivs))
-  d1_from_x = lambda a, b: pool(*dcr(a, b))  # d1 = down1(pool2(x))
-  a, b = dcr(lo, hi)                          # out(s0 + up2(u1))
-  s0 = dcr(a, b)                              # s0 = skip0(x)
-  c, d = dcr(*up(a, b))                       # u1 = up1(s1 + up2(d2))
-  via_s1 = d1_from_x(*dcr(c, d))              # s1 = skip1(d1)
-  via_d2 = d1_from_x(*pool(*dcr(*up(c, d))))  # d2 = bottom(pool2(d1))
-  return union(s0, via_s1, via_d2)
-
-
-def _reach(interval: Callable[[int, int], tuple[int, int]]) -> int:
-  """Farthest input row from an output row, over the 4 pixel phases of the pool grid."""
-  return max(max(p - interval(p, p)[0], interval(p, p)[1] - p) for p in range(ALIGN))
-
-
-def stage_margins(model: model_lib.MH2FNet) -> dict[str, int]:
-  """Context (pixels, a multiple of 4) each stage needs around its output tile.
-
-  Derived from the modules' structure: the receptive-field radius of each stage, rounded
-  up to a multiple of 4 (tile windows must stay on the pooling grid).
-
-  Args:
-    model: the network.
-
-  Returns:
-    ``{'head', 'mheb', 'unit', 'final'}`` for the HADB model; ``{'model'}`` (the whole
-    network as one stage) for a model without HADB.
-  """
-  layers = model.dcr_layers
-  # From Le (and Ld) through the fusion and the 3x3 tail; from the image through head,
-  # conv_o and tail.
-  from_le = (_FUSION_CONV3_DEPTH[model.fusion] + 1) * _CONV3_RADIUS
-  fusion = max(from_le, 3 * _CONV3_RADIUS)
-  if model.distill != 'hadb':
-    def whole(lo, hi):
-      lo, hi = lo - from_le, hi + from_le
-      for _ in range(model.num_blocks):
-        lo, hi = _mheb_interval(lo, hi, layers)
-      return lo - _CONV3_RADIUS, hi + _CONV3_RADIUS  # head
-    return {'model': align_up(_reach(whole))}
-  return {
-      'head': align_up(_CONV3_RADIUS),
-      'mheb': align_up(_reach(lambda lo, hi: _mheb_interval(lo, hi, layers))),
-      'unit': align_up(_SA_CONV_RADIUS),  # head, merge, end are 1x1; sa_conv is 7x7
-      'final': align_up(fusion),
-  }
-
+from mh2f_jax.model.receptive_field import ALIGN, stage_margins
 
 # ------------------------------------------------------------------ per-tile execution
 
@@ -371,86 +296,3 @@ def run_exact(model: model_lib.MH2FNet, params: Any, image: np.ndarray, tile: in
   out = np.empty(x.shape, np.float32)
   _map_tiles(stages['final'], grid, [x, feats, s], out, margins['final'])
   return out[:height, :width]
-
-
-# ----------------------------------------------------------------------- blended tiling
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-  """Start offsets of overlapping tiles covering ``[0, length)`` along one axis.
-
-  Args:
-    length: axis length, a multiple of 4 (the padded image).
-    tile: tile length, a multiple of 4.
-    overlap: minimum overlap of neighbouring tiles, a multiple of 4.
-
-  Returns:
-    Sorted starts, all multiples of 4; the last tile ends exactly at ``length``. A single
-    start 0 when ``length <= tile`` (the tile is then shortened to ``length``).
-  """
-  if length <= tile:
-    return [0]
-  stride = tile - overlap
-  starts = list(range(0, length - tile, stride))
-  starts.append(length - tile)
-  return starts
-
-
-def blend_profile(size: int, start: int, length: int, margin: int, ramp: int) -> np.ndarray:
-  """1-D blending weights of a tile covering ``[start, start + size)`` of ``length``.
-
-  Edges on the image boundary keep weight 1 (the tile sees the same border as the whole
-  image); edges shared with a neighbour get ``margin`` zeros then a linear ramp of
-  ``ramp`` pixels.
-
-  Args:
-    size: tile length.
-    start: tile start.
-    length: padded image length.
-    margin: zero-weight pixels at each inner edge.
-    ramp: ramp length after the margin.
-
-  Returns:
-    float32 weights of shape ``(size,)``.
-  """
-  d = np.arange(size, dtype=np.float32)
-  rise = np.clip((d - margin + 1) / (ramp + 1), 0.0, 1.0)
-  w = np.ones(size, np.float32)
-  if start > 0:
-    w = np.minimum(w, rise)
-  if start + size < length:
-    w = np.minimum(w, rise[::-1])
-  return w
-
-
-def run_blended(run: Callable[[np.ndarray], np.ndarray], image: np.ndarray, tile: int,
-                overlap: int, margin: int) -> np.ndarray:
-  """Raw output for one float32 (H, W, 3) image from blended overlapping tiles.
-
-  Args:
-    run: the whole network on a float32 (1, h, w, 3) batch.
-    image: float32 (H, W, 3).
-    tile: tile side (multiple of 4).
-    overlap: minimum overlap of neighbouring tiles (multiple of 4, >= 2 * margin).
-    margin: zero-weight pixels at each inner tile edge.
-
-  Returns:
-    float32 (H, W, 3): the weight-normalised sum of the tiles' outputs.
-  """
-  height, width, _ = image.shape
-  ph, pw = align_up(height), align_up(width)
-  # Same bottom/right edge padding as the network applies to the whole image, so the
-  # tiles' pooling grid matches the whole image's.
-  padded = np.pad(image, ((0, ph - height), (0, pw - width), (0, 0)), mode='edge')
-  th, tw = min(tile, ph), min(tile, pw)
-  ramp = overlap - 2 * margin
-  out = np.zeros((ph, pw, 3), np.float32)
-  total = np.zeros((ph, pw, 1), np.float32)
-  for y0 in tile_starts(ph, tile, overlap):
-    wy = blend_profile(th, y0, ph, margin, ramp)
-    for x0 in tile_starts(pw, tile, overlap):
-      wx = blend_profile(tw, x0, pw, margin, ramp)
-      weight = (wy[:, None] * wx[None, :])[..., None]
-      out[y0:y0 + th, x0:x0 + tw] += weight * run(padded[None, y0:y0 + th, x0:x0 + tw])[0]
-      total[y0:y0 + th, x0:x0 + tw] += weight
-  return (out / total)[:height, :width]

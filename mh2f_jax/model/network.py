@@ -61,6 +61,22 @@ class ModelConfigError(errors.UserError, ValueError):
   """
 
 
+def pad_to_multiple(images: jax.Array) -> jax.Array:
+  """Edge-pads ``(N, H, W, C)`` at the bottom and right to a multiple of ``PAD_MULTIPLE``.
+
+  Replicated borders continue the image where zero padding would add black bars that the
+  pooled scales smear inwards. Written as a gather so that symbolic H and W
+  (``jax.export``) work too. The ONNX graph pads the same way (``onnx_graph``).
+  """
+  _, height, width, _ = images.shape
+  m = PAD_MULTIPLE
+  if isinstance(height, int) and isinstance(width, int) and not (height % m or width % m):
+    return images
+  rows = jnp.minimum(jnp.arange(m * ((height + m - 1) // m)), height - 1)
+  cols = jnp.minimum(jnp.arange(m * ((width + m - 1) // m)), width - 1)
+  return jnp.take(jnp.take(images, rows, axis=1), cols, axis=2)
+
+
 def _check_int(name: str, value: Any, minimum: int, why: str = '') -> None:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
     raise ModelConfigError(
@@ -172,11 +188,7 @@ class MH2FNet(nn.Module):
     c, dtype = self.features, self.dtype
     _, height, width, _ = images.shape
     x = images.astype(jnp.float32)
-    # Replicate padding at the bottom/right: border pixels continue the image instead of
-    # adding black bars the pooled scales would smear inwards.
-    pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
-    if pad_h or pad_w:
-      x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode='edge')
+    x = pad_to_multiple(x)
 
     lo = blocks.conv_layer(c, 3, dtype, 'head')(x.astype(dtype))
     mheb = nn.remat(blocks.MHEB) if self.remat else blocks.MHEB

@@ -20,8 +20,9 @@ import numpy as np
 
 from mh2f_jax.training import curves
 from mh2f_jax import files
+from mh2f_jax.workdir import checkpoints
 
-METRICS_FILE = 'metrics.jsonl'
+METRICS_FILE = checkpoints.METRICS_FILE  # Where the workdir keeps it.
 TENSORBOARD_DIR = 'tensorboard'
 
 

@@ -9,6 +9,7 @@ from mh2f_jax.inference import backends
 from mh2f_jax import inference
 from mh2f_jax.inference import forward
 from mh2f_jax import model as model_lib
+from mh2f_jax.inference import blended_tiling
 from mh2f_jax.inference import tiling
 
 from inference_helper import random_params  # pylint: disable=g-bad-import-order
@@ -171,13 +172,13 @@ def test_too_small_a_margin_is_not_exact(stage):
 def test_blended_tile_plan_covers_with_aligned_tiles(length):
   tile, overlap, margin = 160, 128, 40
   size = min(tile, length)
-  starts = tiling.tile_starts(length, tile, overlap)
+  starts = blended_tiling.tile_starts(length, tile, overlap)
   assert starts[0] == 0 and starts[-1] + size == length
   assert all(s % 4 == 0 for s in starts)
   assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
   total = np.zeros(length)
   for s in starts:
-    w = tiling.blend_profile(size, s, length, margin, overlap - 2 * margin)
+    w = blended_tiling.blend_profile(size, s, length, margin, overlap - 2 * margin)
     # Pixels within the margin of an edge shared with another tile get no weight.
     if s > 0:
       assert not w[:margin].any()
@@ -196,7 +197,7 @@ def test_blended_tiling_is_approximate_for_hadb_and_exact_for_a_local_model():
     model, params, forward = _setup(distill=distill)
     whole = np.asarray(forward(params, jnp.asarray(image[None])))[0]
     run = lambda x, params=params, forward=forward: np.asarray(forward(params, x))
-    errors[distill] = np.abs(tiling.run_blended(run, image, *plan) - whole).max()
+    errors[distill] = np.abs(blended_tiling.run_blended(run, image, *plan) - whole).max()
   assert errors['concat'] <= 1e-4
   # Each tile sees only its own channel means (and a finite margin).
   assert errors['hadb'] > 1e-4, errors

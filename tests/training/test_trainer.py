@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 
 from mh2f_jax.workdir import checkpoints
+
+from mh2f_jax.workdir import loading
 from mh2f_jax.training import metric_writer
 from mh2f_jax.training import trainer
 from mh2f_jax.errors import UserError
@@ -200,9 +202,9 @@ def test_tiny_model_overfits_one_batch_and_validates(phase1):
   assert best['psnr_y'] == max(val.values())
   assert best['step'] == max(val, key=val.get)
   assert run.summary()['best'] == best
-  params, step = checkpoints.restore_params(run.workdir, 'best')
+  params, step = loading.restore_params(run.workdir, 'best')
   assert step == best['step']
-  latest, latest_step = checkpoints.restore_params(run.workdir, 'latest')
+  latest, latest_step = loading.restore_params(run.workdir, 'latest')
   assert latest_step == OVERFIT_STEPS
   assert checkpoints.checkpoint_steps(run.workdir) == [OVERFIT_STEPS]
   if best['step'] == OVERFIT_STEPS:
@@ -251,13 +253,13 @@ def test_grad_accumulation_gives_the_same_losses_and_params(phase1):
     assert b[step] == pytest.approx(a[step], rel=1e-5), step
   import jax  # pylint: disable=g-import-not-at-top
   for kind in ('raw', 'ema'):
-    x, step_x = checkpoints.restore_params(one.workdir, params=kind)
-    y, step_y = checkpoints.restore_params(four.workdir, params=kind)
+    x, step_x = loading.restore_params(one.workdir, params=kind)
+    y, step_y = loading.restore_params(four.workdir, params=kind)
     assert step_x == step_y == 10
     for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True):
       np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-7)
-  raw, _ = checkpoints.restore_params(four.workdir, params='raw')
-  ema, _ = checkpoints.restore_params(four.workdir, params='ema')
+  raw, _ = loading.restore_params(four.workdir, params='raw')
+  ema, _ = loading.restore_params(four.workdir, params='ema')
   assert not all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(raw),
                                                        jax.tree.leaves(ema)))
 
@@ -267,8 +269,8 @@ def test_accumulated_ema_run_resumes_bit_identically(phase1, phase2):
   assert killed.returncode == -signal.SIGKILL, killed.log()[-4000:]
   assert resumed.returncode == 0, resumed.log()[-4000:]
   for kind in ('raw', 'ema'):
-    params, step = checkpoints.restore_params(resumed.workdir, params=kind)
-    reference, _ = checkpoints.restore_params(phase1['accum4'].workdir, params=kind)
+    params, step = loading.restore_params(resumed.workdir, params=kind)
+    reference, _ = loading.restore_params(phase1['accum4'].workdir, params=kind)
     assert step == 10
     assert_trees_equal(params, reference)
   assert train_losses(resumed.workdir) == train_losses(phase1['accum4'].workdir)
@@ -286,7 +288,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_good_checkpoints(phase1
   assert bad_step >= 2
   # Checkpoints every step up to the last good one, none at or after the bad step.
   assert checkpoints.checkpoint_steps(run.workdir) == list(range(1, bad_step))[-3:]
-  params, step = checkpoints.restore_params(run.workdir)
+  params, step = loading.restore_params(run.workdir)
   assert step == bad_step - 1
   import jax  # pylint: disable=g-import-not-at-top
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
@@ -297,8 +299,8 @@ def test_sigkill_after_checkpoint_then_restart_is_bit_identical(phase1, phase2):
   assert killed.returncode == -signal.SIGKILL, killed.log()[-4000:]
   assert resumed.returncode == 0, resumed.log()[-4000:]
   assert 'resumed from' in resumed.log()
-  params, step = checkpoints.restore_params(resumed.workdir)
-  reference, ref_step = checkpoints.restore_params(phase1['four'].workdir)
+  params, step = loading.restore_params(resumed.workdir)
+  reference, ref_step = loading.restore_params(phase1['four'].workdir)
   assert step == ref_step == 8
   assert_trees_equal(params, reference)
   assert train_losses(resumed.workdir) == train_losses(phase1['four'].workdir)
@@ -317,10 +319,10 @@ def test_two_processes_train_in_step_with_one_four_device_process(phase1, phase2
   val = {r['step']: r['psnr_y'] for r in metric_rows(phase2['proc0'].workdir)
          if 'psnr_y' in r}
   assert sorted(val) == [4, 8]
-  _, best_step = checkpoints.restore_params(phase2['proc0'].workdir, 'best')
+  _, best_step = loading.restore_params(phase2['proc0'].workdir, 'best')
   assert best_step == max(val, key=val.get)
-  params, _ = checkpoints.restore_params(phase2['proc0'].workdir)
-  reference, _ = checkpoints.restore_params(phase1['four'].workdir)
+  params, _ = loading.restore_params(phase2['proc0'].workdir)
+  reference, _ = loading.restore_params(phase1['four'].workdir)
   import jax  # pylint: disable=g-import-not-at-top
   for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(reference)):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
@@ -333,7 +335,7 @@ def test_sigterm_saves_a_usable_checkpoint_and_exits_cleanly(phase2):
   assert summary['interrupted']
   steps = checkpoints.checkpoint_steps(run.workdir)
   assert steps == [summary['step']] and 3 <= summary['step'] < 100_000
-  params, step = checkpoints.restore_params(run.workdir)
+  params, step = loading.restore_params(run.workdir)
   assert step == summary['step']
   assert set(params) >= {'head', 'mheb_0', 'mheb_1', 'tail'}
 

@@ -14,6 +14,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from mh2f_jax.workdir import checkpoints
+
+from mh2f_jax.workdir import loading
 from mh2f_jax.training import steps
 from mh2f_jax.errors import UserError
 
@@ -56,36 +58,36 @@ def _assert_params(params, value):
 
 def test_restore_params_latest_and_by_step(workdir):
   assert checkpoints.checkpoint_steps(workdir) == [2, 3]
-  params, step = checkpoints.restore_params(workdir)
+  params, step = loading.restore_params(workdir)
   assert step == 3
   _assert_params(params, 3.0)
   for selector in (2, '2', ' 2 '):
-    params, step = checkpoints.restore_params(workdir, selector)
+    params, step = loading.restore_params(workdir, selector)
     assert step == 2
     _assert_params(params, 2.0)
 
 
 def test_unknown_step_lists_available_steps(workdir):
   with pytest.raises(UserError, match=r'no checkpoint at step 1; .*steps 2, 3'):
-    checkpoints.restore_params(workdir, 1)
+    loading.restore_params(workdir, 1)
 
 
 @pytest.mark.parametrize('selector', ['newest', '-1', -1, 2.5, None])
 def test_bad_selector(workdir, selector):
   with pytest.raises(UserError, match='checkpoint'):
-    checkpoints.restore_params(workdir, selector)
+    loading.restore_params(workdir, selector)
 
 
 def test_best_requires_a_validation(workdir):
   with pytest.raises(UserError, match='no best checkpoint'):
-    checkpoints.restore_params(workdir, 'best')
+    loading.restore_params(workdir, 'best')
 
 
 def test_missing_workdir_and_empty_workdir(tmp_path):
   with pytest.raises(UserError, match='does not exist'):
-    checkpoints.restore_params(str(tmp_path / 'nope'))
+    loading.restore_params(str(tmp_path / 'nope'))
   with pytest.raises(UserError, match='has no checkpoints'):
-    checkpoints.restore_params(str(tmp_path))
+    loading.restore_params(str(tmp_path))
   with pytest.raises(UserError, match='does not exist'):
     checkpoints.load_config(str(tmp_path / 'nope'))
   with pytest.raises(UserError, match='config.json does not exist'):
@@ -111,26 +113,26 @@ def test_best_checkpoint_replaces_the_previous_one(tmp_path):
     assert json.load(f) == record
   assert checkpoints.read_best(path) == record
   assert checkpoints.best_steps(path) == [9]
-  params, step = checkpoints.restore_params(path, 'best')
+  params, step = loading.restore_params(path, 'best')
   assert step == 9
   _assert_params(params, 9.0)
   # The best step is also found by number, though it is no training checkpoint.
-  _, step = checkpoints.restore_params(path, 9)
+  _, step = loading.restore_params(path, 9)
   assert step == 9
   with pytest.raises(UserError, match='use checkpoint=best'):
-    checkpoints.restore_params(path, 'latest')
+    loading.restore_params(path, 'latest')
 
 
 def test_load_workdir_and_resolve_checkpoint(workdir):
-  config, params, step = checkpoints.load_workdir(workdir, 'latest')
+  config, params, step = loading.load_workdir(workdir, 'latest')
   assert config.model.features == 4 and step == 3
   _assert_params(params, 3.0)
   # No best checkpoint in this workdir: 'best' falls back to 'latest' unless refused.
-  assert checkpoints.resolve_checkpoint(workdir, 'best', fallback=True) == 'latest'
-  assert checkpoints.load_workdir(workdir, 'best')[2] == 3
+  assert loading.resolve_checkpoint(workdir, 'best', fallback=True) == 'latest'
+  assert loading.load_workdir(workdir, 'best')[2] == 3
   with pytest.raises(UserError, match='no best checkpoint'):
-    checkpoints.load_workdir(workdir, 'best', fallback=False)
-  assert checkpoints.resolve_checkpoint(workdir, '2', fallback=False) == 2
+    loading.load_workdir(workdir, 'best', fallback=False)
+  assert loading.resolve_checkpoint(workdir, '2', fallback=False) == 2
 
 
 def test_restore_train_state_round_trip(tmp_path):
@@ -191,13 +193,13 @@ def test_workdir_from_before_ema_still_resumes_and_loads(tmp_path):
   assert int(state.step) == 4
   _assert_params(jax.tree.map(np.asarray, state.params), 4.0)
   # The default, params='ema', takes the raw parameters of a run without EMA.
-  _, params, step = checkpoints.load_workdir(path, 'latest')
+  _, params, step = loading.load_workdir(path, 'latest')
   assert step == 4
   _assert_params(params, 4.0)
   with pytest.raises(UserError, match="no ema_params .* use params='raw'"):
-    checkpoints.restore_params(path, 'latest', params='ema')
+    loading.restore_params(path, 'latest', params='ema')
   with pytest.raises(UserError, match="params must be 'ema' or 'raw'"):
-    checkpoints.load_workdir(path, 'latest', params='average')
+    loading.load_workdir(path, 'latest', params='average')
 
 
 def test_ema_params_round_trip_and_selection(tmp_path):
@@ -213,11 +215,11 @@ def test_ema_params_round_trip_and_selection(tmp_path):
   restored = _restore(path, jax.eval_shape(lambda: _state(0).replace(ema_params=_params(0.))))
   _assert_params(jax.tree.map(np.asarray, restored.ema_params), 0.5)
   _assert_params(jax.tree.map(np.asarray, restored.params), 6.0)
-  _assert_params(checkpoints.load_workdir(path, 'latest')[1], 0.5)
-  _assert_params(checkpoints.load_workdir(path, 'latest', params='raw')[1], 6.0)
+  _assert_params(loading.load_workdir(path, 'latest')[1], 0.5)
+  _assert_params(loading.load_workdir(path, 'latest', params='raw')[1], 6.0)
   # The best checkpoint keeps both; validation scored the EMA ones.
   best = checkpoints.create_best_manager(path)
   checkpoints.save_best(best, path, 6, _params(6.0), 30.0, 0.9, ema_params=_params(0.5))
   best.close()
-  _assert_params(checkpoints.load_workdir(path, 'best')[1], 0.5)
-  _assert_params(checkpoints.load_workdir(path, 'best', params='raw')[1], 6.0)
+  _assert_params(loading.load_workdir(path, 'best')[1], 0.5)
+  _assert_params(loading.load_workdir(path, 'best', params='raw')[1], 6.0)
