@@ -130,7 +130,7 @@ def main() -> None:
                             conv_kernel_grad=args.conv_kernel_grad)
   shapes = conv_shapes(model, args.batch, args.patch)
   step_s = time_step(model, args.batch, args.patch, args.repeats)
-  kernel_grad = conv.resolve(args.conv_kernel_grad)
+  kernel_grad = conv.kernel_grad_mode(args.conv_kernel_grad)
   result = {'train_step_s': step_s, 'step_kernel_grad': kernel_grad, 'num_convs': len(shapes),
             **profile_convs(shapes, args.repeats)}
   used = 'conv_kernel_grad_gemm' if kernel_grad == 'gemm' else 'conv_kernel_grad'

@@ -147,7 +147,7 @@ def test_an_existing_file_wins_over_a_name_and_unknown_names_list_the_shipped(tm
   finally:
     os.chdir(cwd)
   with pytest.raises(ValueError, match='rain300l is not a file.*rain200l'):
-    configs.resolve('rain300l')
+    configs.config_path('rain300l')
   values = flags.FlagValues()
   configs.define_flag('config', 'config', values, sys_argv=['prog'])
   with pytest.raises(flags.IllegalFlagValueError, match='shipped: ablation'):

@@ -105,7 +105,7 @@ def test_python_m_runs_outside_the_checkout(env):
 def test_shipped_config_by_name(env):
   python, bin_dir, _, elsewhere = env
   code = ('from mh2f_jax import configs; c = configs.get_config("synthetic:debug"); '
-          'print(c.model.features, c.data.dataset, configs.resolve("rain200l"))')
+          'print(c.model.features, c.data.dataset, configs.config_path("rain200l"))')
   out = _run([str(python), '-c', code], cwd=elsewhere)
   assert out.returncode == 0, out.stderr
   features, dataset, path = out.stdout.split()

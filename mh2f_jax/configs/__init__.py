@@ -23,7 +23,7 @@ def names() -> list[str]:
                 if f.endswith('.py') and not f.startswith('_'))
 
 
-def resolve(spec: str) -> str:
+def config_path(spec: str) -> str:
   """Turns ``NAME[:variant]`` into ``PATH[:variant]`` when NAME is a shipped config.
 
   Args:
@@ -54,7 +54,7 @@ class _NamedConfigParser(flags.ArgumentParser):
     self._file_parser = file_parser
 
   def parse(self, argument):
-    return self._file_parser.parse(resolve(argument))
+    return self._file_parser.parse(config_path(argument))
 
   def flag_type(self):
     return self._file_parser.flag_type()
@@ -96,7 +96,7 @@ def get_config(spec: str):
   Raises:
     ValueError: an unknown config (see :func:`resolve`).
   """
-  argv = ['mh2f', f'--config={resolve(spec)}']
+  argv = ['mh2f', f'--config={config_path(spec)}']
   values = flags.FlagValues()
   define_flag('config', 'config', values, lock_config=False, sys_argv=argv)
   values(argv)

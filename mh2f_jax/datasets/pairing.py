@@ -133,7 +133,7 @@ def is_image_name(name: str) -> bool:
   return not name.startswith('.') and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def list_images(folder: str, keep: Callable[[str], bool] | None = None) -> list[str]:
+def image_names(folder: str, keep: Callable[[str], bool] | None = None) -> list[str]:
   """Image file names directly inside ``folder``, naturally sorted.
 
   Args:
@@ -192,8 +192,8 @@ def pair_folders(rainy_dir: str, clean_dir: str, rule: Rule, *,
     UserError: a rainy image does not follow the rule or has no clean partner, or a
       clean image has no rainy partner (unless allowed), or two images share a stem.
   """
-  rainy_names = list_images(rainy_dir, rainy_filter)
-  clean_names = list_images(clean_dir, clean_filter)
+  rainy_names = image_names(rainy_dir, rainy_filter)
+  clean_names = image_names(clean_dir, clean_filter)
   stem_index(rainy_dir, rainy_names)  # Refuses two rainy images with one name, as below.
   clean_index = stem_index(clean_dir, clean_names)
   pairs = []

@@ -117,7 +117,7 @@ class SpaFolderLayout(Layout):
       for video in _subdirs(rainy_root):
         for frame in _subdirs(os.path.join(rainy_root, video)):
           folder = os.path.join(rainy_root, video, frame)
-          for name in pairing.list_images(folder):
+          for name in pairing.image_names(folder):
             yield f'real_world/{video}/{frame}/{name}'
 
     count = sum(1 for _ in walk())

@@ -82,7 +82,7 @@ def eval_dir_name(dataset: str, split: str, step: int, *, protocol: str = 'B',
   name = f'{safe(dataset)}-{safe(split)}-step{step}'
   if protocol != 'B':
     name += f'-protocol{protocol}'
-  ensemble = ensemble_lib.resolve(self_ensemble)
+  ensemble = ensemble_lib.ensemble_name(self_ensemble)
   if ensemble != 'none':
     name += f'-{ensemble}'
   if num_images is not None:
@@ -275,7 +275,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
                            f'got {protocol!r}')
   if num_images is not None and num_images < 1:
     raise errors.UserError(f'num_images must be >= 1 or None, got {num_images}')
-  self_ensemble = ensemble_lib.resolve(self_ensemble)
+  self_ensemble = ensemble_lib.ensemble_name(self_ensemble)
   config, values, step = loading.load_workdir(workdir, checkpoint, fallback=False,
                                                     params=params)
   derainer = inference.Derainer.from_params(config.model, values, step=step,
@@ -339,7 +339,7 @@ def _write_report(out_dir: str, rows: list[dict[str, Any]], summary: dict[str, A
 
 
 def _ensemble_text(ensemble: Any) -> str:
-  name = ensemble_lib.resolve(ensemble)
+  name = ensemble_lib.ensemble_name(ensemble)
   return '' if name == 'none' else f', {name} self-ensemble'
 
 

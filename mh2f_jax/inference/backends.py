@@ -43,7 +43,7 @@ def onnxruntime_available() -> bool:
   return all(importlib.util.find_spec(name) is not None for name in ('onnx', 'onnxruntime'))
 
 
-def resolve(backend: str, model: model_lib.MH2FNet) -> str:
+def choose_backend(backend: str, model: model_lib.MH2FNet) -> str:
   """The concrete backend ('jax' or 'onnxruntime') for a requested one.
 
   Args:
@@ -141,7 +141,7 @@ def make_forward(model: model_lib.MH2FNet, params: Any,
   Raises:
     errors.UserError: see :func:`resolve`.
   """
-  name = resolve(backend, model)
+  name = choose_backend(backend, model)
   if name == 'onnxruntime':
     return name, onnxruntime_forward(model, params)
   return name, jax_forward(model, params)

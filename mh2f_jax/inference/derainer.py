@@ -160,7 +160,7 @@ class DerainerBase:
     return self._run(image[None])[0]
 
   def _ensemble(self, value: Any) -> str:
-    name = ensemble_lib.resolve(value)
+    name = ensemble_lib.ensemble_name(value)
     if name == 'x8' and not self._warned_x8:
       self._warned_x8 = True  # Once per Derainer, not once per image.
       _log.warning(ensemble_lib.X8_WARNING)

@@ -41,7 +41,7 @@ class EnsembleError(errors.UserError, ValueError):
   """An unknown self-ensemble (a ValueError for library callers)."""
 
 
-def resolve(value: Any) -> str:
+def ensemble_name(value: Any) -> str:
   """The ensemble name of an API value.
 
   Args:
@@ -80,8 +80,8 @@ def from_flags(self_ensemble: bool, ensemble: str | None) -> str:
     EnsembleError: an unknown name, or ``--self_ensemble`` with ``--ensemble=none``.
   """
   if ensemble is None:
-    return resolve(bool(self_ensemble))
-  name = resolve(ensemble)
+    return ensemble_name(bool(self_ensemble))
+  name = ensemble_name(ensemble)
   if self_ensemble and name == 'none':
     raise EnsembleError('--self_ensemble contradicts --ensemble=none')
   return name

@@ -113,7 +113,7 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
   return _conv(lhs, rhs, _pads(lhs.shape, rhs.shape, padding))
 
 
-def resolve(choice: str) -> str:
+def kernel_grad_mode(choice: str) -> str:
   """Returns 'xla' or 'gemm' for a ``KERNEL_GRAD_CHOICES`` entry ('auto': by backend)."""
   if choice == 'auto':
     return 'gemm' if jax.default_backend() == 'cpu' else 'xla'
@@ -123,7 +123,7 @@ def resolve(choice: str) -> str:
 @contextlib.contextmanager
 def kernel_grad(choice: str) -> Iterator[None]:
   """Makes :func:`current` return the convolution of ``choice`` inside the block."""
-  token = _KERNEL_GRAD.set(resolve(choice))
+  token = _KERNEL_GRAD.set(kernel_grad_mode(choice))
   try:
     yield
   finally:

@@ -207,11 +207,11 @@ def test_backend_choice(monkeypatch, caplog):
     assert inference.Derainer(model, params, backend='auto').backend == 'jax'
   assert len(caplog.records) == 1 and 'onnxruntime is not installed' in caplog.text
   monkeypatch.setattr(backends, 'onnxruntime_available', lambda: True)
-  assert backends.resolve('auto', model) == 'onnxruntime'  # CPU, float32, installed
+  assert backends.choose_backend('auto', model) == 'onnxruntime'  # CPU, float32, installed
   bf16 = model_lib.MH2FNet(features=8, num_blocks=2, dtype=jnp.bfloat16)
-  assert backends.resolve('auto', bf16) == 'jax'  # the graph is float32 only
+  assert backends.choose_backend('auto', bf16) == 'jax'  # the graph is float32 only
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
-  assert backends.resolve('auto', model) == 'jax'
+  assert backends.choose_backend('auto', model) == 'jax'
 
 
 def test_from_workdir_takes_the_ema_params_unless_raw(tmp_path):

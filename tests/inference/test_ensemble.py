@@ -16,15 +16,15 @@ def _directional(image):
     (True, 'flips'), (False, 'none'), (None, 'none'), ('none', 'none'), ('flips', 'flips'),
     ('x8', 'x8')])
 def test_resolve(value, name):
-  assert ensemble.resolve(value) == name
+  assert ensemble.ensemble_name(value) == name
 
 
 @pytest.mark.parametrize('bad', ['X8', 'rot', 1, 0, 'true'])
 def test_resolve_rejects_other_values(bad):
   with pytest.raises(ValueError, match='self_ensemble must be'):
-    ensemble.resolve(bad)
+    ensemble.ensemble_name(bad)
   with pytest.raises(errors.UserError):
-    ensemble.resolve(bad)
+    ensemble.ensemble_name(bad)
 
 
 def test_flags():

@@ -63,7 +63,7 @@ def test_model_gradients_equal_with_either_kernel_gradient():
 
 
 def test_auto_uses_gemm_on_cpu_only():
-  assert conv.resolve('auto') == ('gemm' if jax.default_backend() == 'cpu' else 'xla')
+  assert conv.kernel_grad_mode('auto') == ('gemm' if jax.default_backend() == 'cpu' else 'xla')
   with conv.kernel_grad('gemm'):
     assert conv.current() is conv.conv_general_dilated
   assert conv.current() is lax.conv_general_dilated
