@@ -7,7 +7,7 @@ Sources measured:
     decoded on every access like a tfds data source does (``data.cache='none'``); the
     rate is also given per Grain worker (``--num_workers``; 0 means the training
     process's own threads, counted as one);
-  * ``png cached``: the same PNG source decoded once by ``input_pipeline.cache_source``
+  * ``png cached``: the same PNG source decoded once by ``memory_cache.cache_source``
     (``data.cache='memory'``), with the time the decoding took;
   * ``tfds`` (``--tfds NAME``): a built dataset through ``mh2f_jax.datasets.get_source``.
 
@@ -36,6 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 from mh2f_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from mh2f_jax.datasets import memory_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _HEIGHT, _WIDTH = 321, 481  # the size of Rain200L/Rain100L images
 
@@ -173,7 +175,7 @@ def main() -> None:
            # Decoding is slow and steady: a tenth of the batches measures it.
            'png': measure_pipeline(png, args, max(5, args.num_batches // 10))}
   start = time.perf_counter()
-  cached = input_pipeline.cache_source(png, 'memory')
+  cached = memory_cache.cache_source(png, 'memory')
   print(f'png cached: decoded {len(cached)} pairs ({cached.nbytes / 1e9:.2f} GB) in '
         f'{time.perf_counter() - start:.1f} s')
   rates['png cached'] = measure_pipeline(cached, args)

@@ -42,6 +42,7 @@ from configs import default as default_config  # pylint: disable=g-import-not-at
 from mh2f_jax.inference import backends  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mh2f_jax.runtime import compile_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mh2f_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mh2f_jax.datasets import memory_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mh2f_jax import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -58,7 +59,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--pipeline', metavar='DATASET', default=None,
                       help='feed the steps from this dataset\'s training split')
   parser.add_argument('--data_dir', default=None)
-  parser.add_argument('--cache', default='auto', choices=input_pipeline.CACHE_CHOICES,
+  parser.add_argument('--cache', default='auto', choices=memory_cache.CACHE_CHOICES,
                       help='data.cache for --pipeline')
   parser.add_argument('--num_workers', type=int, default=0, help='for --pipeline')
   parser.add_argument('--conv_kernel_grad', default='auto',
@@ -96,12 +97,12 @@ def _pipeline_batches(args: argparse.Namespace, config) -> tuple[object, dict]:
   from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top  (TFDS imports slowly)
   t0 = time.perf_counter()
   source = datasets.get_source(args.pipeline, 'train', data_dir=args.data_dir)
-  source = input_pipeline.cache_source(source, args.cache, config.data.cache_max_gb)
+  source = memory_cache.cache_source(source, args.cache, config.data.cache_max_gb)
   it = input_pipeline.create_train_iterator(
       source, global_batch_size=args.batch, patch_size=args.patch, seed=config.seed,
       num_workers=args.num_workers)
   info = {'pipeline': args.pipeline, 'pipeline_examples': len(source),
-          'pipeline_cached': isinstance(source, input_pipeline.MemorySource),
+          'pipeline_cached': isinstance(source, memory_cache.MemorySource),
           'pipeline_setup_s': time.perf_counter() - t0}
   return it, info
 

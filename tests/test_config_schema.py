@@ -112,7 +112,7 @@ def test_documented_field_table_is_the_schema(path):
 
 
 def test_cache_modes_are_the_pipelines():
-  from mh2f_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.datasets import memory_cache  # pylint: disable=g-import-not-at-top
   field = config_schema.BY_NAME['data.cache']
-  assert all(field.check(m) for m in input_pipeline.CACHE_CHOICES)
+  assert all(field.check(m) for m in memory_cache.CACHE_CHOICES)
   assert not field.check('disk')

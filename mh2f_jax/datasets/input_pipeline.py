@@ -22,7 +22,7 @@ Training (:func:`create_train_iterator`)
   only a few dozen examples it costs about a millisecond per record (roughly 30 ms / N);
   from a few hundred examples up it is negligible.
 
-Caching (:func:`cache_source`)
+Caching (:func:`mh2f_jax.datasets.memory_cache.cache_source`)
   Streaming from a ``tfds.data_source`` decodes two PNGs per crop. ``cache_source``
   decodes a split once and holds it in memory ('memory', or 'auto' when the estimate fits
   ``data.cache_max_gb``); large sets keep streaming. The batches are the same either way.
@@ -54,12 +54,10 @@ absl flags
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent import futures
 import os
 from typing import Any
 
 from absl import flags
-from absl import logging
 import grain
 import numpy as np
 
@@ -70,7 +68,7 @@ from mh2f_jax.errors import UserError
 # least 2, at most 8. They overlap the work done in C without the GIL (image decoding,
 # copying patches); many more threads than cores only contend for the GIL
 # (docs/architecture.md, Design measurements).
-_TRAIN_READ_THREADS = max(2, min(8, os.cpu_count() or 1))
+TRAIN_READ_THREADS = max(2, min(8, os.cpu_count() or 1))
 # Batches read ahead: enough to keep every thread busy without burning CPU far ahead of
 # the train step, which shares the same cores on a CPU host.
 _TRAIN_PREFETCH = 4
@@ -90,7 +88,7 @@ def mark_flags_parsed() -> None:
     flags.FLAGS.mark_as_parsed()
 
 
-def _checked_pair(example: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
+def checked_pair(example: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
   """Returns the example's (rainy, clean) images after checking they form a pair.
 
   Raises:
@@ -182,93 +180,9 @@ class _LocalPatches(grain.transforms.Map):
            'clean': np.empty((len(indices), p, p, 3), np.uint8)}
     for k, (index, draw) in enumerate(zip(indices, draws)):
       example = self.source[int(index)]
-      rainy, clean = _checked_pair(example, files.decode_name(example.get('name', index)))
+      rainy, clean = checked_pair(example, files.decode_name(example.get('name', index)))
       out['rainy'][k], out['clean'][k] = _crop_pair(rainy, clean, p, draw, self.hflip)
     return out
-
-
-CACHE_CHOICES = ('auto', 'memory', 'none')
-# Examples decoded to estimate a split's size in memory (spread over the split).
-_SIZE_SAMPLES = 8
-
-
-class MemorySource(Sequence):
-  """A training split held decoded in memory: a list of checked example dicts.
-
-  Attributes:
-    examples: ``{'rainy', 'clean', 'name'}`` per example, in source order; the images
-      are uint8 ``(H, W, 3)`` arrays already checked to form a pair.
-    nbytes: bytes held by the images.
-  """
-
-  def __init__(self, examples: list[dict[str, Any]]):
-    self.examples = examples
-    self.nbytes = sum(e['rainy'].nbytes + e['clean'].nbytes for e in examples)
-
-  def __len__(self) -> int:
-    return len(self.examples)
-
-  def __getitem__(self, index: int) -> dict[str, Any]:
-    return self.examples[index]
-
-
-def _decoded(source: Sequence[Mapping[str, Any]], index: int) -> dict[str, Any]:
-  example = source[index]
-  name = files.decode_name(example.get('name', str(index)))
-  rainy, clean = _checked_pair(example, name)
-  return {'rainy': rainy, 'clean': clean, 'name': name}
-
-
-def estimate_nbytes(source: Sequence[Mapping[str, Any]]) -> int:
-  """Estimates the bytes a split's decoded images take, from a few decoded examples."""
-  n = len(source)
-  picks = sorted({int(i) for i in np.linspace(0, n - 1, min(n, _SIZE_SAMPLES))})
-  sample = [_decoded(source, i) for i in picks]
-  mean = np.mean([e['rainy'].nbytes + e['clean'].nbytes for e in sample])
-  return int(mean * n)
-
-
-def cache_source(source: Sequence[Mapping[str, Any]], mode: str = 'auto',
-                 max_gb: float = 8.0) -> Sequence[Mapping[str, Any]]:
-  """Returns the training source to read from: in memory (decoded once) or as given.
-
-  Decoding two PNGs per crop limits a streamed split to a few hundred crops per second
-  on a small host; cropping from decoded images in memory is about twenty times faster.
-  Each process holds the whole split: over the epochs it reads every example.
-
-  Args:
-    source: a random-access source of example dicts (e.g. a ``tfds.data_source``).
-    mode: 'memory' (always decode into memory), 'none' (stream from ``source``) or
-      'auto' (memory when the decoded split is estimated at <= ``max_gb``).
-    max_gb: the 'auto' limit in GB (1e9 bytes).
-
-  Returns:
-    A :class:`MemorySource`, or ``source`` itself. Both give the same batches for the
-    same seed: the cache changes the speed only.
-
-  Raises:
-    ValueError: an unknown mode or a negative ``max_gb``.
-    UserError: an example that is not a uint8 (H, W, 3) pair (while decoding).
-  """
-  if mode not in CACHE_CHOICES:
-    raise ValueError(f'cache mode must be one of {", ".join(CACHE_CHOICES)}, got {mode!r}')
-  if isinstance(max_gb, bool) or not isinstance(max_gb, (int, float)) or max_gb < 0:
-    raise ValueError(f'cache_max_gb must be a number >= 0, got {max_gb!r}')
-  if mode == 'none' or isinstance(source, MemorySource) or not len(source):
-    return source
-  if mode == 'auto':
-    estimate = estimate_nbytes(source)
-    if estimate > max_gb * 1e9:
-      logging.info('training split streams from disk: %.1f GB decoded > '
-                   'data.cache_max_gb=%g', estimate / 1e9, max_gb)
-      return source
-  # Decoding (PIL, OpenCV) releases the GIL: threads use every core.
-  with futures.ThreadPoolExecutor(_TRAIN_READ_THREADS) as pool:
-    examples = list(pool.map(lambda i: _decoded(source, i), range(len(source))))
-  cached = MemorySource(examples)
-  logging.info('training split held in memory: %d examples, %.2f GB', len(cached),
-               cached.nbytes / 1e9)
-  return cached
 
 
 def _process_index_and_count(process_index: int | None,
@@ -342,7 +256,7 @@ def create_train_iterator(source: Sequence[Mapping[str, Any]], *,
   ds = ds.random_map(_DrawCrops())
   local = slice(process_index * per_process_batch, (process_index + 1) * per_process_batch)
   ds = ds.map(_LocalPatches(source, patch_size, hflip, local))
-  it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_TRAIN_READ_THREADS,
+  it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=TRAIN_READ_THREADS,
                                                prefetch_buffer_size=_TRAIN_PREFETCH))
   if num_workers > 0:
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
@@ -354,7 +268,7 @@ class _EvalExample(grain.transforms.MapWithIndex):
 
   def map_with_index(self, index: int, element: Mapping[str, Any]) -> dict[str, Any]:
     name = files.decode_name(element['name']) if 'name' in element else str(index)
-    rainy, clean = _checked_pair(element, name)
+    rainy, clean = checked_pair(element, name)
     return {'rainy': rainy, 'clean': clean, 'name': name}
 
 

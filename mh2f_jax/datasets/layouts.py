@@ -19,6 +19,7 @@ import re
 import warnings
 from typing import Callable, Iterator, Mapping, Sequence
 
+from mh2f_jax.datasets import no_match
 from mh2f_jax.datasets import pairing
 from mh2f_jax.errors import UserError
 
@@ -347,7 +348,7 @@ def detect(manual_dir: str, spec: DatasetSpec) -> dict[str, SplitPlan]:
         if split in plans:
           break
     if not plans:
-      raise UserError(no_match_message(scanner, spec, roots))
+      raise UserError(no_match.message(scanner, spec, roots))
     missing = [s for s in spec.splits if s not in plans]
     if missing:
       warnings.warn(DatasetWarning(
@@ -385,45 +386,3 @@ def pattern_plans(scanner: Scanner, spec_path: str) -> dict[str, SplitPlan]:
                              f'{entry["rainy"]} + {entry["clean"]}', len(pairs),
                              lambda p=pairs: iter(p))
   return plans
-
-
-def describe_tree(scanner: Scanner, path: str, depth: int = 2, limit: int = 12,
-                  indent: str = '  ') -> list[str]:
-  """A short listing of ``path``: folders with their entries, then a few files."""
-  dirs, files = scanner.listing(path)
-  lines = []
-  for d in dirs[:limit]:
-    sub_dirs, sub_files = scanner.listing(os.path.join(path, d))
-    lines.append(f'{indent}{d}/  ({len(sub_dirs)} folders, {len(sub_files)} files)')
-    if depth > 1:
-      lines += describe_tree(scanner, os.path.join(path, d), depth - 1, limit // 2 or 1,
-                             indent + '  ')
-  if len(dirs) > limit:
-    lines.append(f'{indent}... {len(dirs) - limit} more folders')
-  shown = files[:limit]
-  if shown:
-    more = f' ... and {len(files) - len(shown)} more' if len(files) > len(shown) else ''
-    lines.append(f'{indent}files: ' + ', '.join(shown) + more)
-  return lines
-
-
-def no_match_message(scanner: Scanner, spec: DatasetSpec, roots: Sequence[str]) -> str:
-  """The error text when no layout matched anywhere."""
-  lines = [f'no {spec.name} data found in {scanner.manual_dir}: none of its layouts matched.',
-           'Layouts tried (<split> is a split folder, named as follows, case-insensitive: '
-           + spec._split_dir_text() + '):']  # pylint: disable=protected-access
-  for layout in spec.layouts:
-    lines.append(f'  {layout.key}  {layout.title}:')
-    lines += [f'      {t}' for t in layout.template]
-  lines.append('Looked in: ' + ', '.join(roots))
-  found = []
-  for root in roots:
-    for split in spec.splits:
-      found += [f'{scanner.rel(d)} ({split})' for d in spec.split_folders(scanner, root, split)
-                if d != root or spec.root_split != split]
-  lines.append('Split folders found: ' + (', '.join(dict.fromkeys(found)) or 'none'))
-  listing = describe_tree(scanner, scanner.manual_dir)
-  lines.append(f'Contents of {scanner.manual_dir}:')
-  lines += listing or ['  (empty)']
-  lines.append('See `python -m mh2f_jax.datasets list` or docs/data.md.')
-  return '\n'.join(lines)

@@ -237,6 +237,31 @@ def _score_images(derainer: inference.Derainer, source: Any, total: int, protoco
   return rows, shapes, num_tiled
 
 
+def _check_settings(protocol: str, num_images: int | None,
+                    self_ensemble: bool | str | None) -> tuple[str, str]:
+  """The protocol (upper case) and ensemble name, or a UserError naming the bad one."""
+  protocol = str(protocol).upper()
+  if protocol not in metrics.PROTOCOLS:
+    raise errors.UserError(f'protocol must be one of {", ".join(metrics.PROTOCOLS)}, '
+                           f'got {protocol!r}')
+  if num_images is not None and num_images < 1:
+    raise errors.UserError(f'num_images must be >= 1 or None, got {num_images}')
+  return protocol, ensemble_lib.ensemble_name(self_ensemble)
+
+
+def _open_split(data_config: Any, split: str, data_dir: str | None,
+                num_images: int | None) -> tuple[Any, int]:
+  """The split's source and how many of its images to score (a UserError if none)."""
+  from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
+  data_dir = data_dir if data_dir is not None else data_config.get('data_dir')
+  source = datasets.get_source(data_config.dataset, split, data_dir=data_dir,
+                               manual_dir=data_config.get('manual_dir'))
+  total = len(source) if num_images is None else min(num_images, len(source))
+  if total == 0:
+    raise errors.UserError(f'{data_config.dataset} split {split!r} has no images')
+  return source, total
+
+
 def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
              protocol: str = 'B', save_images: bool = False,
              self_ensemble: bool | str | None = False,
@@ -267,51 +292,34 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
       a test pair whose images differ in size, an empty split.
   """
   from mh2f_jax.workdir import loading  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
-
-  protocol = str(protocol).upper()
-  if protocol not in metrics.PROTOCOLS:
-    raise errors.UserError(f'protocol must be one of {", ".join(metrics.PROTOCOLS)}, '
-                           f'got {protocol!r}')
-  if num_images is not None and num_images < 1:
-    raise errors.UserError(f'num_images must be >= 1 or None, got {num_images}')
-  self_ensemble = ensemble_lib.ensemble_name(self_ensemble)
+  protocol, self_ensemble = _check_settings(protocol, num_images, self_ensemble)
   config, values, step = loading.load_workdir(workdir, checkpoint, fallback=False,
-                                                    params=params)
+                                              params=params)
   derainer = inference.Derainer.from_params(config.model, values, step=step,
                                             checkpoint=checkpoint,
                                             self_ensemble=self_ensemble)
   dataset = config.data.dataset
-  data_dir = data_dir if data_dir is not None else config.data.get('data_dir')
-  manual_dir = config.data.get('manual_dir')
-  source = datasets.get_source(dataset, split, data_dir=data_dir, manual_dir=manual_dir)
-  total = len(source) if num_images is None else min(num_images, len(source))
-  if total == 0:
-    raise errors.UserError(f'{dataset} split {split!r} has no images')
-
+  source, total = _open_split(config.data, split, data_dir, num_images)
   out_dir = os.path.join(workdir, 'eval', eval_dir_name(
       dataset, split, step, protocol=protocol, self_ensemble=self_ensemble,
       num_images=num_images,
       raw_of_ema=params == 'raw' and config.get('ema_decay') is not None))
   images_dir = os.path.join(out_dir, 'images') if save_images else None
   os.makedirs(out_dir, exist_ok=True)
-
   figure_path = os.path.join(out_dir, 'figure.png')
   start = time.time()
   rows, shapes, num_tiled = _score_images(
       derainer, source, total, protocol, images_dir=images_dir, figure_path=figure_path,
       title=f'{dataset} {split}', progress=progress)
-  seconds = time.time() - start
 
-  means = metrics.mean_metrics({k: row[k] for k in PER_IMAGE_FIELDS[1:]} for row in rows)
   summary = {
-      **means, 'num_images': len(rows), 'protocol': protocol, 'step': int(step),
-      'dataset': dataset, 'split': split, 'checkpoint': str(checkpoint),
+      **metrics.mean_metrics({k: row[k] for k in PER_IMAGE_FIELDS[1:]} for row in rows),
+      'num_images': len(rows), 'protocol': protocol, 'step': int(step), 'dataset': dataset,
+      'split': split, 'checkpoint': str(checkpoint),
       'params': loading.params_kind(config, params),
       'curves': _curves_link(workdir, out_dir), 'self_ensemble': self_ensemble,
       'num_tiled_images': int(num_tiled), 'num_distinct_sizes': len(shapes),
-      'seconds': round(seconds, 2),
-  }
+      'seconds': round(time.time() - start, 2)}
   return {**summary, **_write_report(out_dir, rows, summary, images_dir)}
 
 

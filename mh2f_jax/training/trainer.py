@@ -34,6 +34,7 @@ import numpy as np
 from mh2f_jax.workdir import checkpoints
 from mh2f_jax import config_schema
 from mh2f_jax.datasets import input_pipeline
+from mh2f_jax.datasets import memory_cache
 from mh2f_jax.training import metric_writer
 from mh2f_jax import model as model_lib
 from mh2f_jax.training import optim
@@ -261,7 +262,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
   num_train_steps = config_schema.resolve_num_train_steps(config, len(train_source))
   tx, schedule = optim.create_optimizer(config.optim, num_train_steps)
   train_iter = input_pipeline.create_train_iterator(
-      input_pipeline.cache_source(train_source, config.data.cache, config.data.cache_max_gb),
+      memory_cache.cache_source(train_source, config.data.cache, config.data.cache_max_gb),
       global_batch_size=config.batch_size, patch_size=config.data.patch_size,
       hflip=config.data.hflip, seed=config.seed, num_workers=config.data.num_workers)
   manager = checkpoints.create_train_manager(workdir, max_to_keep=config.max_to_keep)

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from mh2f_jax.datasets import input_pipeline
+
+from mh2f_jax.datasets import memory_cache
 from mh2f_jax.errors import UserError
 
 PATCH = 16
@@ -248,8 +250,8 @@ class _CountingSource:
 
 def test_memory_cache_gives_the_streamed_batches_and_resumes_exactly():
   streamed = _CountingSource(_source(12))
-  cached = input_pipeline.cache_source(streamed, 'memory')
-  assert isinstance(cached, input_pipeline.MemorySource) and len(cached) == 12
+  cached = memory_cache.cache_source(streamed, 'memory')
+  assert isinstance(cached, memory_cache.MemorySource) and len(cached) == 12
   reads = streamed.reads
   expected = _take(_train(streamed, seed=2), 6)
   it = _train(cached, seed=2)
@@ -257,7 +259,7 @@ def test_memory_cache_gives_the_streamed_batches_and_resumes_exactly():
   state = json.loads(json.dumps(it.get_state()))
   rest = _take(it, 4)
   _assert_batches_equal(first + rest, expected)
-  resumed = _train(input_pipeline.cache_source(streamed, 'memory'), seed=2)
+  resumed = _train(memory_cache.cache_source(streamed, 'memory'), seed=2)
   resumed.set_state(state)
   _assert_batches_equal(_take(resumed, 4), rest)
   assert cached[3]['name'] == 'rain/003.png'
@@ -270,19 +272,19 @@ def test_memory_cache_gives_the_streamed_batches_and_resumes_exactly():
 def test_auto_cache_holds_small_splits_and_streams_large_ones():
   source = _source(6)
   nbytes = sum(e['rainy'].nbytes + e['clean'].nbytes for e in source)
-  assert input_pipeline.estimate_nbytes(source) == pytest.approx(nbytes, rel=0.5)
-  assert input_pipeline.cache_source(source, 'auto', max_gb=0) is source
-  cached = input_pipeline.cache_source(source, 'auto', max_gb=1)
-  assert isinstance(cached, input_pipeline.MemorySource) and cached.nbytes == nbytes
-  assert input_pipeline.cache_source(source, 'none') is source
+  assert memory_cache.estimate_nbytes(source) == pytest.approx(nbytes, rel=0.5)
+  assert memory_cache.cache_source(source, 'auto', max_gb=0) is source
+  cached = memory_cache.cache_source(source, 'auto', max_gb=1)
+  assert isinstance(cached, memory_cache.MemorySource) and cached.nbytes == nbytes
+  assert memory_cache.cache_source(source, 'none') is source
   with pytest.raises(ValueError, match='cache mode'):
-    input_pipeline.cache_source(source, 'disk')
+    memory_cache.cache_source(source, 'disk')
   with pytest.raises(ValueError, match='cache_max_gb'):
-    input_pipeline.cache_source(source, 'auto', max_gb=-1)
+    memory_cache.cache_source(source, 'auto', max_gb=-1)
 
 
 def test_cache_names_a_bad_example():
   bad = _example(0, 20, 20, b'pairs/odd_one.png')
   bad['clean'] = bad['clean'][:, :19]
   with pytest.raises(UserError, match='pairs/odd_one.png'):
-    input_pipeline.cache_source([_example(1, 20, 20, b'ok.png'), bad], 'memory')
+    memory_cache.cache_source([_example(1, 20, 20, b'ok.png'), bad], 'memory')
