@@ -3,7 +3,8 @@
 ``'best'`` (falling back to ``'latest'`` where no validation ran), ``'latest'`` or a step,
 and the raw or EMA parameters of it, read as NumPy arrays without building a train
 state. A corrupt newest checkpoint is skipped with a note; a named corrupt step is an
-error.
+error. A checkpoint that a running training deletes (``max_to_keep``) or supersedes while
+it is read is not corrupt: the steps are listed again and the selector resolved anew.
 """
 
 from __future__ import annotations
@@ -97,39 +98,86 @@ def restore_params(workdir: str, checkpoint: str | int = 'latest', *,
   kind = parse_params(params)
   path = checkpoints.check_workdir(workdir)
   train, best = checkpoints.checkpoint_steps(path), checkpoints.best_steps(path)
+  step = _select(workdir, path, selector, train, best, corrupt=set())
+  return _restore_selected(workdir, path, selector, step, kind)
+
+
+def _select(workdir: str, path: str, selector: str | int, train: list[int],
+            best: list[int], corrupt: set[int]) -> int:
+  """The step ``selector`` names among the listed steps, leaving out ``corrupt`` ones.
+
+  Raises:
+    UserError: no (best) checkpoint, or an unknown step.
+  """
   if selector == 'latest':
-    if not train:
-      hint = f' (a best checkpoint exists at step {best[-1]}: use checkpoint=best)' if best else ''
-      raise UserError(f'workdir {workdir} has no checkpoints in '
-                      f'{os.path.join(path, checkpoints.CHECKPOINT_DIR)}{hint}')
-    step = train[-1]
-  elif selector == 'best':
+    intact = [s for s in train if s not in corrupt]
+    if intact:
+      return intact[-1]
+    if corrupt:
+      raise UserError(f'every training checkpoint in {workdir} is corrupt; '
+                      f'{_describe_available(train, best)}')
+    hint = f' (a best checkpoint exists at step {best[-1]}: use checkpoint=best)' if best else ''
+    raise UserError(f'workdir {workdir} has no checkpoints in '
+                    f'{os.path.join(path, checkpoints.CHECKPOINT_DIR)}{hint}')
+  if selector == 'best':
     if not best:
       raise UserError(
           f'workdir {workdir} has no best checkpoint yet (it is saved after each '
           f'validation, every eval_every_steps and at the end of training); '
           f'{_describe_available(train, best)}')
-    step = best[-1]
-  else:
-    step = selector
-    if step not in train and step not in best:
-      raise UserError(f'workdir {workdir} has no checkpoint at step {step}; '
-                      f'{_describe_available(train, best)}')
-  # 'latest' skips a corrupt newest checkpoint with a note; a named one is an error.
-  candidates = [step] + ([s for s in reversed(train) if s < step] if selector == 'latest' else [])
-  for candidate in candidates:
+    return best[-1]
+  if selector not in train and selector not in best:
+    raise UserError(f'workdir {workdir} has no checkpoint at step {selector}; '
+                    f'{_describe_available(train, best)}')
+  return selector
+
+
+# A running training deletes old checkpoints (max_to_keep) and replaces the best one: each
+# time one of them goes while it is read, the steps are listed again. Bounded, in case
+# checkpoints come and go faster than one can be read.
+_MAX_RELISTS = 20
+
+
+def _restore_selected(workdir: str, path: str, selector: str | int, step: int,
+                      kind: str) -> tuple[Any, int]:
+  """Restores ``step``, re-resolving ``selector`` when the step vanished while read.
+
+  A checkpoint is called corrupt only if it still exists, and is still the one the
+  selector names, after it failed to read. 'latest' then skips it with a note; a named
+  step or 'best' is an error.
+  """
+  corrupt: set[int] = set()
+  for _ in range(_MAX_RELISTS):
+    train = checkpoints.checkpoint_steps(path)
     try:
-      return _restore_step_params(path, candidate, train, kind), int(candidate)
+      return _restore_step_params(path, step, train, kind), int(step)
     except UserError:
       raise  # No EMA parameters in an intact checkpoint: not corruption.
     except Exception as e:  # pylint: disable=broad-except  (see checkpoint_recovery)
       reason = recovery.short_reason(e)
+    train, best = checkpoints.checkpoint_steps(path), checkpoints.best_steps(path)
+    if step not in train and step not in best:
+      if not isinstance(selector, str):
+        raise UserError(f'checkpoint {step} in {workdir} was deleted while it was read '
+                        '(a training run keeps only its newest max_to_keep checkpoints); '
+                        f'choose another --checkpoint: {_describe_available(train, best)}')
+      _log.warning('checkpoint %d in %s was deleted while it was read (a training run '
+                   'keeps only its newest checkpoints): reading the %s one again',
+                   step, workdir, selector)
+      step = _select(workdir, path, selector, train, best, corrupt)
+      continue
+    now = _select(workdir, path, selector, train, best, corrupt)
+    if now != step:  # A newer one was finished meanwhile: read that one.
+      step = now
+      continue
     if selector != 'latest':
-      raise UserError(f'checkpoint {candidate} in {workdir} is corrupt ({reason}); choose '
+      raise UserError(f'checkpoint {step} in {workdir} is corrupt ({reason}); choose '
                       f'another --checkpoint: {_describe_available(train, best)}')
-    _log.warning('checkpoint %d in %s is corrupt (%s): skipped', candidate, workdir, reason)
-  raise UserError(f'every training checkpoint in {workdir} is corrupt; '
-                  f'{_describe_available(train, best)}')
+    _log.warning('checkpoint %d in %s is corrupt (%s): skipped', step, workdir, reason)
+    corrupt.add(step)
+    step = _select(workdir, path, selector, train, best, corrupt)
+  raise UserError(f'the checkpoints in {workdir} changed {_MAX_RELISTS} times while they '
+                  'were read; try again')
 
 
 def _restore_step_params(workdir: str, step: int, train: list[int], kind: str) -> Any:

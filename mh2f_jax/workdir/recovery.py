@@ -119,6 +119,11 @@ def restore_newest_intact(manager: ocp.CheckpointManager, restore: Any,
     if hosts.agree(error is None, 'all'):
       absl_logging.info('resumed from checkpoint %d in %s', step, directory)
       return state
+    if not os.path.isdir(os.path.join(directory, str(step))):
+      # Deleted by someone else while it was read: not corrupt; look again.
+      _log.warning('checkpoint %d vanished while it was read: trying the newest again', step)
+      manager.reload()
+      continue
     item_dir = os.path.join(directory, str(step), state_item)
     mismatch = params_mismatch(item_dir, abstract_params) if os.path.isdir(item_dir) else None
     if mismatch:
