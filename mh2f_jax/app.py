@@ -13,9 +13,13 @@ is served on 127.0.0.1 unless ``--host`` says otherwise; nothing is sent elsewhe
 """
 
 import dataclasses
+import errno
 import os
+import shutil
 import signal
+import socket
 import tempfile
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +32,9 @@ from mh2f_jax import files
 
 # Previews in the slider are shrunk to this longest side; downloads keep the full size.
 _PREVIEW_SIDE = 1600
+# One request is derained at a time (each may take all the memory a large photo needs);
+# at most this many wait, later ones are turned away until the queue has room.
+QUEUE_SIZE = 8
 
 
 @dataclasses.dataclass
@@ -61,7 +68,8 @@ def _preview(pixels: np.ndarray, path: str) -> str:
 
 
 def derain_uploads(derainer: Any, paths: Sequence[str], out_dir: str, *,
-                 self_ensemble: bool = False, progress=None) -> tuple[list[Result], list[str]]:
+                 self_ensemble: bool = False, progress=None,
+                 max_pixels: int = files.DEFAULT_MAX_PIXELS) -> tuple[list[Result], list[str]]:
   """Derains uploaded files the way ``mh2f-derain`` does, one after the other.
 
   Args:
@@ -70,9 +78,12 @@ def derain_uploads(derainer: Any, paths: Sequence[str], out_dir: str, *,
     out_dir: an empty folder for the outputs and previews.
     self_ensemble: average the flipped copies (the 'flips' self-ensemble).
     progress: ``progress((done, total), desc=...)`` is called before each photo.
+    max_pixels: a file declaring more pixels is refused from its header, before it is
+      decoded (0: no cap).
 
   Returns:
-    The results, and one error line per file that could not be read.
+    The results, and one error line per file that could not be read, naming the file as
+    it was uploaded (never the server's copy).
   """
   os.makedirs(os.path.join(out_dir, 'previews'), exist_ok=True)
   results, failures = [], []
@@ -81,10 +92,12 @@ def derain_uploads(derainer: Any, paths: Sequence[str], out_dir: str, *,
   for i, (path, stem) in enumerate(zip(paths, stems)):
     name = os.path.basename(path)
     try:
-      loaded = photos.read_image(path)
+      with files.pixel_limit(max_pixels):
+        loaded = photos.read_image(path)
     except Exception as e:  # pylint: disable=broad-except
-      # Pillow raises many unrelated types for corrupt files; the others go on.
-      failures.append(f'cannot read {name}: {e}')
+      # Pillow raises many unrelated types for corrupt files; the others go on. Its
+      # messages name the server's copy of the upload: the user knows the file by name.
+      failures.append(f'cannot read {name}: {str(e).replace(path, name)}')
       continue
     height, width = loaded.pixels.shape[:2]
     tiled = ', in tiles' if derainer.will_tile(height, width) else ''
@@ -103,13 +116,16 @@ def derain_uploads(derainer: Any, paths: Sequence[str], out_dir: str, *,
   return results, failures
 
 
-def build_page(derainer: Any, title: str, work_root: str):
-  """The Gradio page for one loaded model.
+def build_page(derainer: Any, title: str, work_root: str, *,
+               max_pixels: int = files.DEFAULT_MAX_PIXELS):
+  """The Gradio page for one loaded model, queued: one request at a time, QUEUE_SIZE wait.
 
   Args:
     derainer: an ``inference.Derainer`` or ``exported.ExportedDerainer``.
     title: what the page says about the model (workdir and step).
     work_root: a folder that receives one sub-folder of outputs per request.
+    max_pixels: the cap on the pixels an uploaded photo declares (see
+      :func:`derain_uploads`).
 
   Returns:
     The ``gradio.Blocks`` (not launched).
@@ -121,7 +137,8 @@ def build_page(derainer: Any, title: str, work_root: str):
       raise gr.Error('upload one or more photos first')
     out_dir = tempfile.mkdtemp(prefix='request-', dir=work_root)
     results, failures = derain_uploads(derainer, list(files), out_dir,
-                                     self_ensemble=self_ensemble, progress=progress)
+                                     self_ensemble=self_ensemble, progress=progress,
+                                     max_pixels=max_pixels)
     # Keyed by the output's name, unique like the command's outputs.
     pairs = {os.path.basename(r.output): (r.before, r.after) for r in results}
     lines = [r.message for r in results] + [f'error: {f}' for f in failures]
@@ -152,7 +169,7 @@ def build_page(derainer: Any, title: str, work_root: str):
                           interactive=False, elem_id='results')
     button.click(run, [uploads, ensemble], [pairs, outputs, slider, shown, status])
     shown.change(lambda name, p: p.get(name), [shown, pairs], slider)
-  return page
+  return page.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
 
 
 def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
@@ -168,54 +185,113 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                        flag_values=values)
   flags.DEFINE_string('host', '127.0.0.1', 'Address to serve on (default 127.0.0.1: this '
                       'machine only; 0.0.0.0 serves the network).', flag_values=values)
-  flags.DEFINE_integer('port', 7860, 'Port.', flag_values=values)
+  flags.DEFINE_integer('port', 7860, 'Port (1 to 65535).', flag_values=values,
+                       lower_bound=1, upper_bound=65535)
+  cli.define_max_pixels_flag(values, 'Refuse uploaded photos')
 
 
 def serve(args: flags.FlagValues, positional: Sequence[str] = ()) -> int:
-  """Loads the model, then serves the page until interrupted; returns 0.
+  """Loads the model, then serves the page until interrupted.
+
+  SIGTERM or Ctrl-C, at any moment, removes the temporary folder (the page's outputs and
+  Gradio's copies of the uploads) and ends the process with 143 or 130.
 
   Raises:
-    errors.UserError: Gradio missing, or a workdir or model file that cannot be loaded.
+    errors.UserError: Gradio missing, an address that cannot be served, or a workdir or
+      model file that cannot be loaded.
   """
   if positional:
     raise errors.UserError(f'unexpected arguments: {" ".join(positional)}')
+  _check_address(args.host, args.port)
   # Before Gradio is imported: no usage statistics or version checks leave the machine.
   os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
+  work_root = tempfile.mkdtemp(prefix='mh2f-app-')
+  previous = _exit_on_signals(work_root)
+  # Gradio reads its upload folder when it is imported: its copies go under ours too.
+  os.environ['GRADIO_TEMP_DIR'] = os.path.join(work_root, 'gradio')
   try:
-    import gradio  # pylint: disable=unused-import
-  except ImportError:
-    raise errors.UserError('the web page needs Gradio: pip install "mh2f-jax[app]" '
-                           '(or pip install gradio)') from None
-  derainer = cli.load_derainer(args)
-  model = cli.describe_derainer(args, derainer)
-  title = f'Model: `{model}`.'
-  print(f'model: {model}')
-  # SIGTERM (a service manager, a test) stops the server the way Ctrl-C does, so the
-  # temporary files go too.
-  signal.signal(signal.SIGTERM, _interrupt)
-  with tempfile.TemporaryDirectory(prefix='mh2f-app-') as work_root:
-    page = build_page(derainer, title, work_root)
     try:
-      page.queue().launch(server_name=args.host, server_port=args.port,
-                          show_error=True, allowed_paths=[work_root])
+      import gradio  # pylint: disable=unused-import
+    except ImportError:
+      raise errors.UserError('the web page needs Gradio: pip install "mh2f-jax[app]" '
+                             '(or pip install gradio)') from None
+    derainer = cli.load_derainer(args)
+    model = cli.describe_derainer(args, derainer)
+    print(f'model: {model}')
+    page = build_page(derainer, f'Model: `{model}`.', work_root, max_pixels=args.max_pixels)
+    try:
+      page.launch(server_name=args.host, server_port=args.port, show_error=True,
+                  allowed_paths=[work_root])
     except OSError as e:
       reason = str(e).split('. ')[0]  # Gradio's advice after it is about its own API.
-      raise errors.UserError(f'cannot serve on {args.host}:{args.port} ({reason}); '
-                             'choose another --port') from None
+      raise errors.UserError(f'cannot serve on {args.host}:{args.port} ({reason})') from None
+  finally:
+    _remove(work_root)
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
   return 0
 
 
-def _interrupt(signum, frame):
-  del signum, frame
-  raise KeyboardInterrupt
+def _check_address(host: str, port: int) -> None:
+  """Refuses, naming the real cause, an address the page could not be served on.
+
+  Raises:
+    errors.UserError: a host that is no address or name, one not of this machine, a port
+      in use or reserved.
+  """
+  try:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+  except (socket.gaierror, UnicodeError) as e:
+    reason = getattr(e, 'strerror', None) or str(e)
+    raise errors.UserError(f'--host={host} is not an address or a known host name '
+                           f'({reason})') from None
+  with socket.socket(family, kind, proto) as probe:
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      probe.bind(address)
+    except OSError as e:
+      if e.errno == errno.EADDRINUSE:
+        raise errors.UserError(f'port {port} on {host} is in use: choose another '
+                               '--port') from None
+      if e.errno == errno.EACCES:
+        raise errors.UserError(f'port {port} is reserved for the system administrator: '
+                               'choose a --port above 1023') from None
+      raise errors.UserError(f'cannot serve on --host={host} ({e.strerror}): give an '
+                             'address of this machine, 127.0.0.1 or 0.0.0.0') from None
+
+
+def _remove(folder: str) -> None:
+  # A request still running may add a file while the folder is removed: try again.
+  for _ in range(3):
+    shutil.rmtree(folder, ignore_errors=True)
+    if not os.path.exists(folder):
+      return
+
+
+def _exit_on_signals(work_root: str) -> dict[int, Any]:
+  """Makes SIGTERM and SIGINT remove ``work_root`` and end the process at once.
+
+  Returns the previous handlers (none are set outside the main thread, where Python
+  cannot set them). Not by raising in the main thread and returning: the interpreter's shutdown, while
+  Gradio's worker thread is inside XLA deraining a photo, aborts the process ("terminate
+  called ...", exit 134) and leaves the temporary files behind.
+  """
+  def stop(signum, frame):
+    del frame
+    _remove(work_root)
+    # os.write: print may be in the middle of a write of the main thread.
+    os.write(2, f'mh2f-app: stopped ({signal.Signals(signum).name}); temporary files '
+                'removed\n'.encode())
+    os._exit(128 + signum)  # pylint: disable=protected-access
+
+  if threading.current_thread() is not threading.main_thread():
+    return {}
+  return {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
 
 
 def run(argv: Sequence[str] | None = None) -> int:
   """The ``mh2f-app`` command; ``argv`` without the program name (None: ``sys.argv``)."""
-  try:
-    return cli.run(serve, define_flags, argv, prog='mh2f-app', doc=__doc__)
-  except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server is closed, temp files gone.
-    return 0
+  return cli.run(serve, define_flags, argv, prog='mh2f-app', doc=__doc__)
 
 
 if __name__ == '__main__':
