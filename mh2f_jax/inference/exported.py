@@ -86,8 +86,58 @@ def _onnx(path: str, data: bytes) -> tuple[backends.ForwardFn, dict[str, Any]]:
   if names != ([INPUT_NAME], [OUTPUT_NAME]):
     raise errors.UserError(f'{path} is not an MH2F-Net export (inputs {names[0]}, outputs '
                            f'{names[1]}; expected {INPUT_NAME} -> {OUTPUT_NAME})')
-  return (backends.session_forward(session),
-          dict(session.get_modelmeta().custom_metadata_map))
+  _check_declared(path, [i.shape for i in session.get_inputs()],
+                  [o.shape for o in session.get_outputs()])
+  from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors  # pylint: disable=import-outside-toplevel
+  forward = backends.session_forward(session)
+
+  def run(batch: np.ndarray) -> np.ndarray:
+    try:
+      return forward(batch)
+    except (ort_errors.InvalidArgument, ort_errors.Fail) as e:
+      # The graph refuses an RGB image batch: the file is not what its names promise.
+      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise errors.UserError(f'{path} cannot derain a batch of shape {batch.shape}: '
+                             f'{first}') from None
+
+  return _checked_output(path, run), dict(session.get_modelmeta().custom_metadata_map)
+
+
+def _check_declared(path: str, inputs: list[Any], outputs: list[Any]) -> None:
+  """Refuses a file whose declared input or output is not one batch of RGB images.
+
+  Args:
+    path: the file, for the message.
+    inputs: the declared shape of each input (ints for fixed sizes, anything else, a
+      name or a symbolic size, for free ones).
+    outputs: the same for each output.
+
+  Raises:
+    errors.UserError: not exactly one (batch, height, width, 3) input and output.
+  """
+  for what, shapes in (('input', inputs), ('output', outputs)):
+    shape = tuple(shapes[0]) if len(shapes) == 1 and shapes[0] is not None else None
+    if shape is None or len(shape) != 4 or not _is_fixed(shape[-1], 3):
+      shown = ', '.join(str(d) for d in shape) if shape is not None else shapes
+      raise errors.UserError(
+          f'{path} is not an MH2F-Net export: its {what} has shape ({shown}); expected '
+          '(batch, height, width, 3), RGB images in NHWC order')
+
+
+def _is_fixed(size: Any, value: int) -> bool:
+  return isinstance(size, (int, np.integer)) and int(size) == value
+
+
+def _checked_output(path: str, forward: backends.ForwardFn) -> backends.ForwardFn:
+  """``forward``, checked to give back the shape it is given (a batch of RGB images)."""
+  def run(batch: np.ndarray) -> np.ndarray:
+    out = forward(batch)
+    if tuple(out.shape) != tuple(batch.shape):
+      raise errors.UserError(
+          f'{path} is not an MH2F-Net export: it gave shape {tuple(out.shape)} for images '
+          f'of shape {tuple(batch.shape)}; expected the same shape back')
+    return out
+  return run
 
 
 def _jax(path: str, data: bytes) -> backends.ForwardFn:
@@ -103,11 +153,10 @@ def _jax(path: str, data: bytes) -> backends.ForwardFn:
   if here not in exported.platforms:
     raise errors.UserError(f'{path} was exported for {", ".join(exported.platforms)}, not '
                            f'{here}: export it again with --platforms including {here}')
-  if len(exported.in_avals) != 1 or exported.in_avals[0].ndim != 4:
-    raise errors.UserError(f'{path} is not an MH2F-Net export (inputs '
-                           f'{exported.in_avals})')
+  _check_declared(path, [a.shape for a in exported.in_avals],
+                  [a.shape for a in exported.out_avals])
   call = jax.jit(exported.call)  # Compiled once per image shape, like the model's own.
-  return lambda batch: np.asarray(call(np.asarray(batch, np.float32)))
+  return _checked_output(path, lambda batch: np.asarray(call(np.asarray(batch, np.float32))))
 
 
 def load(path: str | os.PathLike[str], **kwargs: Any) -> ExportedDerainer:
@@ -122,7 +171,7 @@ def load(path: str | os.PathLike[str], **kwargs: Any) -> ExportedDerainer:
 
   Raises:
     errors.UserError: a missing or unreadable file, a file that is not an MH2F-Net
-      export, ONNX Runtime not installed for an ONNX file, an artifact lowered for other
+      export (names, or declared shapes other than NHWC RGB images in and out), ONNX Runtime not installed for an ONNX file, an artifact lowered for other
       platforms, or 'exact' tiling asked for.
   """
   path = os.fspath(path)
