@@ -10,6 +10,8 @@ flags in a function and hands it, with its ``main``, to :func:`run`:
   missing or broken config file, and a write refused by the system: full disk, quota,
   read-only mount, permission) prints one ``error: ...`` line and returns exit
   status 2, without a traceback. Anything else is a bug and keeps its traceback.
+* Ctrl-C prints one line and returns exit status 130 (files are written atomically, so
+  nothing half-written is left).
 * Log policy: the tool's own progress goes to stdout (``print``); absl logs go to stderr
   at the tool's level (INFO for training, WARNING otherwise); the package's notes
   (logger ``mh2f_jax``) are shown as ``note: ...``; other libraries' routine lines are
@@ -34,6 +36,8 @@ from mh2f_jax.runtime import logs
 from mh2f_jax.errors import UserError
 
 EXIT_USER_ERROR = 2
+# As a shell reports a command ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 class _DropWriteFaultTracebacks(pylogging.Filter):
@@ -183,7 +187,7 @@ def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
       a per-user folder, ``MH2F_COMPILATION_CACHE=DIR`` or ``off``).
 
   Returns:
-    ``main``'s status, 0 for ``--help``, or 2 for a user error.
+    ``main``'s status, 0 for ``--help``, 2 for a user error, 130 after Ctrl-C.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
   values = flags.FlagValues()
@@ -212,11 +216,17 @@ def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_USER_ERROR
+  except KeyboardInterrupt:
+    # Ctrl-C: files are written atomically, so what was finished is complete and what
+    # was being written is not there at all; a traceback would say nothing more.
+    print(f'{prog}: interrupted', file=sys.stderr)
+    return EXIT_INTERRUPTED
   except Exception as e:  # pylint: disable=broad-except  (re-raised unless a write fault)
     # A full disk, a quota, a read-only mount, a denied write: the user's to fix.
     if not files.is_write_fault(e):
       raise
-    print(f'error: {files.describe_write_fault(e, "a file")}', file=sys.stderr)
+    where = 'a file (the system did not say which)'
+    print(f'error: {files.describe_write_fault(e, where)}', file=sys.stderr)
     return EXIT_USER_ERROR
   return 0 if status is None else int(status)
 

@@ -31,12 +31,18 @@ next free name (``<name>-2.png``, ...) is used.
 Safety: no output is ever written onto an input (``--output`` equal to the input folder,
 or an output path equal to an input file, is refused before anything runs), nor onto any
 existing file unless ``--overwrite`` is given (existing outputs are listed and nothing
-runs); outputs are written atomically. An unreadable file, or one declaring more than
-``--max_pixels`` pixels (default 100 million; checked in its header before decoding), is
-reported by name and skipped; the others go on.
+runs); ``--skip_existing`` derains only the inputs without an output (an interrupted run
+continues where it stopped). Outputs are written atomically: Ctrl-C leaves the finished
+ones complete and no partial file. The output folder is checked writable before the
+first photo, and a full disk or a refused write stops the run at once. An unreadable
+file, or one declaring more than ``--max_pixels`` pixels (default 100 million; checked in
+its header before decoding), is reported by name and skipped; the others go on. Entries
+of an input folder that are not regular files (dangling links, FIFOs, devices) are
+skipped with a note each; an ``--input`` that is a FIFO or a device is refused.
 
 Exit status: 0 when every image was derained, 1 when some files failed, 2 for a usage
-error (missing workdir or checkpoints, no images, unsafe output) with a one-line message.
+error (missing workdir or checkpoints, no images, unsafe output, an output folder that
+cannot be written) with a one-line message, 130 after Ctrl-C.
 """
 
 from collections.abc import Sequence
@@ -82,6 +88,8 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                     'OUTPUT/compare/<name>.png (never replacing a file).', flag_values=values)
   flags.DEFINE_bool('overwrite', False, 'Replace outputs that exist (inputs never are).',
                     flag_values=values)
+  flags.DEFINE_bool('skip_existing', False, 'Derain only the inputs whose output does not '
+                    'exist yet (to continue an interrupted run).', flag_values=values)
   cli.define_max_pixels_flag(values, 'Skip images')
 
 
@@ -97,16 +105,22 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
   from mh2f_jax.inference import ensemble  # pylint: disable=g-import-not-at-top
   from mh2f_jax.inference import photo_run  # pylint: disable=g-import-not-at-top
   from mh2f_jax.inference import photos  # pylint: disable=g-import-not-at-top
-  plan = photos.plan_outputs(values.input, values.output, overwrite=values.overwrite)
+  if values.skip_existing and values.overwrite:
+    raise errors.UserError('give --overwrite or --skip_existing, not both')
+  plan = photos.plan_outputs(values.input, values.output,
+                             overwrite=values.overwrite or values.skip_existing)
   derainer = cli.load_derainer(
       values, self_ensemble=ensemble.from_flags(values.self_ensemble, values.ensemble))
   print(f'model: {cli.describe_derainer(values, derainer)}, backend {derainer.backend}')
-  failed = photo_run.derain_photos(derainer, plan, photo_run.Options(
-      values.output, values.overwrite, values.compare, values.max_pixels))
-  print(f'derained {len(plan) - failed} of {len(plan)} image(s) into {values.output}')
-  if failed:
-    print(f'error: {failed} file(s) could not be derained (see above)', file=sys.stderr)
-  return 1 if failed else 0
+  summary = photo_run.derain_photos(derainer, plan, photo_run.Options(
+      values.output, values.overwrite, values.compare, values.max_pixels,
+      values.skip_existing))
+  print(f'derained {summary.derained} of {summary.planned - summary.skipped} image(s) '
+        f'into {values.output}')
+  if summary.failed:
+    print(f'error: {summary.failed} file(s) could not be derained (see above)',
+          file=sys.stderr)
+  return 1 if summary.failed else 0
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import stat
 import uuid
 import warnings
 from collections.abc import Collection, Iterator, Mapping
@@ -36,9 +37,13 @@ def _temp_beside(path: str, data: bytes) -> str:
   try:
     with open(tmp, 'xb') as f:
       f.write(data)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(e, OSError) and e.filename in (None, tmp):
+      # A full disk fails the write without a name, or names the hidden temporary file:
+      # the error names the file the user asked for.
+      raise OSError(e.errno, e.strerror, path) from e
     raise
   return tmp
 
@@ -215,25 +220,78 @@ def image_extensions() -> frozenset[str]:
   return frozenset(e.lower() for e in Image.registered_extensions())
 
 
-def list_images(folder: str, extensions: Collection[str] | None = None) -> list[str]:
+def list_images(folder: str, extensions: Collection[str] | None = None,
+                skipped: list[tuple[str, str]] | None = None) -> list[str]:
   """Image files directly inside ``folder``, sorted (hidden files and folders skipped).
 
   Args:
     folder: a directory.
     extensions: lower-case extensions with the dot; None: every one Pillow knows.
+    skipped: if given, receives ``(path, why)`` for each entry with one of those
+      extensions that is not a readable regular file (a dangling symbolic link, a FIFO, a
+      device), sorted.
 
   Returns:
-    Paths of the files with one of those extensions (in any case).
+    Paths of the regular files with one of those extensions (in any case).
   """
   extensions = image_extensions() if extensions is None else extensions
-  found = []
+  found, odd = [], []
   with os.scandir(folder) as it:
     for entry in it:
-      if entry.name.startswith('.') or not entry.is_file():
+      if entry.name.startswith('.') or entry.is_dir():
         continue
-      if os.path.splitext(entry.name)[1].lower() in extensions:
+      if os.path.splitext(entry.name)[1].lower() not in extensions:
+        continue
+      why = not_a_regular_file(entry.path)
+      if why is None:
         found.append(entry.path)
+      else:
+        odd.append((entry.path, why))
+  if skipped is not None:
+    skipped.extend(sorted(odd))
   return sorted(found)
+
+
+def not_a_regular_file(path: str) -> str | None:
+  """Why ``path`` is not a regular file one can read without blocking, or None if it is.
+
+  A FIFO would block the reader until something writes to it; a device is no photo.
+  """
+  try:
+    mode = os.stat(path).st_mode
+  except FileNotFoundError:
+    return 'a dangling symbolic link' if os.path.islink(path) else 'missing'
+  except OSError as e:
+    return e.strerror or str(e)
+  if stat.S_ISREG(mode):
+    return None
+  if stat.S_ISFIFO(mode):
+    return 'a FIFO (named pipe)'
+  if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+    return 'a device file'
+  if stat.S_ISSOCK(mode):
+    return 'a socket'
+  return 'not a regular file'
+
+
+def check_writable_folder(folder: str) -> None:
+  """Creates ``folder`` if missing and checks that a file can be written there.
+
+  A probe file is written and removed, so a read-only mount, a denied folder or a
+  path under a file is found before any work is done.
+
+  Raises:
+    UserError: the folder cannot be created or written, naming it and the reason.
+  """
+  probe = os.path.join(folder, f'.write-probe-{uuid.uuid4().hex}')
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with open(probe, 'xb') as f:
+      f.write(b'probe')
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f'cannot write to the output folder {folder}: '
+                    f'{e.strerror or e}') from None
 
 
 def decode_name(name: Any) -> str:

@@ -60,49 +60,90 @@ def describe(derainer: Any, *, workdir: str | None = None, model: str | None = N
 
 @dataclasses.dataclass
 class Options:
-  """How :func:`derain_photos` writes: replace outputs, add comparisons, pixel cap."""
+  """How :func:`derain_photos` writes: replace or skip existing outputs, comparisons, cap."""
   output: str
   overwrite: bool = False
   compare: bool = False
   max_pixels: int | None = None
+  skip_existing: bool = False
 
 
-def derain_photos(derainer: Any, plan: Sequence[tuple[str, str]], options: Options) -> int:
-  """Derains each ``(input path, output stem)`` of ``plan``; returns the number that failed.
+@dataclasses.dataclass
+class Summary:
+  """What :func:`derain_photos` did: inputs planned, skipped (output existed), failed."""
+  planned: int
+  skipped: int = 0
+  failed: int = 0
+  derained: int = 0
 
-  A file that cannot be read or written is reported on stderr and the run goes on.
+
+def derain_photos(derainer: Any, plan: Sequence[tuple[str, str]], options: Options
+                  ) -> Summary:
+  """Derains each ``(input path, output stem)`` of ``plan``.
+
+  The output folder is checked writable before the first photo. A file that cannot be
+  read, or whose output exists, is reported on stderr and the run goes on; a write
+  refused by the system (full disk, read-only mount, permission) stops the run, as the
+  photos after it would meet the same fault.
+
+  Raises:
+    errors.UserError: the output folder cannot be written, before or during the run.
   """
-  failed = 0
-  write = files.write_atomic if options.overwrite else files.write_new
+  summary = Summary(len(plan))
+  files.check_writable_folder(options.output)
+  if options.skip_existing:
+    done = {path for path, _ in photos.existing_outputs(plan)}
+    plan = [entry for entry in plan if entry[0] not in done]
+    summary.skipped = len(done)
+    print(f'skipped {len(done)} input(s) whose output exists in {options.output}')
   for path, out_stem in plan:
+    if _derain_one(derainer, path, out_stem, options, summary):
+      summary.derained += 1
+    else:
+      summary.failed += 1
+  return summary
+
+
+def _derain_one(derainer: Any, path: str, out_stem: str, options: Options,
+                summary: Summary) -> bool:
+  """Derains one photo and writes it (and its comparison); False if it failed."""
+  write = files.write_atomic if options.overwrite else files.write_new
+  try:
+    with files.pixel_limit(options.max_pixels):
+      loaded = photos.read_image(path)
+  except Exception as e:  # pylint: disable=broad-except
+    # Pillow raises many unrelated types for corrupt files; the run must go on.
+    print(f'error: cannot read {path}: {e}', file=sys.stderr)
+    return False
+  derained = derainer.derain(loaded.pixels)
+  out_path = out_stem + photos.output_extension(loaded.kind)
+  try:
+    write(out_path, photos.encode_output(loaded, derained))
+  except FileExistsError:
+    print(f'error: {out_path} exists (pass --overwrite to replace it)', file=sys.stderr)
+    return False
+  except OSError as e:
+    _stop_at_a_write_fault(e, out_path, summary)
+    print(f'error: cannot write {out_path}: {e}', file=sys.stderr)
+    return False
+  height, width = loaded.pixels.shape[:2]
+  tiled = ', tiled' if derainer.will_tile(height, width) else ''
+  print(f'{path} -> {out_path} ({width}x{height}, {loaded.kind}{tiled})')
+  if options.compare:
+    stem = os.path.join(options.output, 'compare', os.path.basename(out_stem))
     try:
-      with files.pixel_limit(options.max_pixels):
-        loaded = photos.read_image(path)
-    except Exception as e:  # pylint: disable=broad-except
-      # Pillow raises many unrelated types for corrupt files; the run must go on.
-      print(f'error: cannot read {path}: {e}', file=sys.stderr)
-      failed += 1
-      continue
-    derained = derainer.derain(loaded.pixels)
-    out_path = out_stem + photos.output_extension(loaded.kind)
-    try:
-      write(out_path, photos.encode_output(loaded, derained))
-    except FileExistsError:
-      print(f'error: {out_path} exists (pass --overwrite to replace it)', file=sys.stderr)
-      failed += 1
-      continue
+      print(f'  side by side: {photos.write_comparison(stem, loaded.pixels, derained)}')
     except OSError as e:
-      print(f'error: cannot write {out_path}: {e}', file=sys.stderr)
-      failed += 1
-      continue
-    height, width = loaded.pixels.shape[:2]
-    tiled = ', tiled' if derainer.will_tile(height, width) else ''
-    print(f'{path} -> {out_path} ({width}x{height}, {loaded.kind}{tiled})')
-    if options.compare:
-      stem = os.path.join(options.output, 'compare', os.path.basename(out_stem))
-      try:
-        print(f'  side by side: {photos.write_comparison(stem, loaded.pixels, derained)}')
-      except OSError as e:
-        print(f'error: cannot write the comparison {stem}.png: {e}', file=sys.stderr)
-        failed += 1
-  return failed
+      _stop_at_a_write_fault(e, f'{stem}.png', summary)
+      print(f'error: cannot write the comparison {stem}.png: {e}', file=sys.stderr)
+      return False
+  return True
+
+
+def _stop_at_a_write_fault(error: OSError, path: str, summary: Summary) -> None:
+  """Raises the run's last word if ``error`` is a full disk, a read-only mount, a denial."""
+  if files.is_write_fault(error):
+    # Named by the output, not by the hidden temporary file the error may name.
+    raise errors.UserError(
+        f'cannot write {path}: {os.strerror(error.errno)}; stopped after '
+        f'{summary.derained} of {summary.planned - summary.skipped} image(s)')

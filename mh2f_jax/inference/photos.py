@@ -12,8 +12,8 @@ file, shared by ``mh2f-derain`` and the web page. How each pixel format is handl
   ITU-R 601-2 luma (``L = 0.299 R + 0.587 G + 0.114 B``); ``1`` (bilevel) becomes L.
 * 16-bit grayscale (``I;16``, and 32-bit integer ``I``, clipped to 0..65535): scaled to
   [0, 1] (divided by 65535), derained in float without 8-bit rounding, converted back with
-  the same luma weights and written as a 16-bit PNG. (Pillow reads 16-bit RGB PNGs as
-  8-bit RGB, so those are derained as 8-bit.)
+  the same luma weights and written as a 16-bit PNG. (Pillow reads 16-bit RGB PNGs and
+  TIFFs as 8-bit RGB, so those are derained and written as 8-bit, with a note saying so.)
 * 32-bit float grayscale (``F``, e.g. TIFF): values clipped to [0, 1], written back as a
   float TIFF (``.tif``).
 * Multi-frame files (GIF, TIFF): the first frame.
@@ -27,6 +27,7 @@ dropped, an 8-pixel white gap) under the next free name.
 import dataclasses
 import io
 import itertools
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +38,8 @@ import numpy as np
 from mh2f_jax import errors
 from mh2f_jax import files
 from mh2f_jax import metrics
+
+_log = logging.getLogger(__name__)
 
 _COMPARE_GAP = 8
 # ITU-R 601-2 luma, the weights Pillow uses for RGB -> L.
@@ -76,6 +79,9 @@ def read_image(path: str) -> LoadedImage:
   from PIL import ImageOps
   with Image.open(path) as opened:
     opened.seek(0)
+    if _is_16bit_colour(opened):
+      _log.warning('%s has 16 bits per colour channel: it is derained and written as '
+                   '8-bit (16 bits are kept for grayscale only)', path)
     img = ImageOps.exif_transpose(opened)
     img.load()
   icc = img.info.get('icc_profile')
@@ -109,6 +115,15 @@ def read_image(path: str) -> LoadedImage:
     arr = np.clip(np.nan_to_num(np.asarray(img, np.float32)), 0.0, 1.0)
     return LoadedImage('float', np.repeat(arr[..., None], 3, axis=-1))
   raise ValueError(f'unsupported image mode {mode}')
+
+
+def _is_16bit_colour(opened: Any) -> bool:
+  """Whether an opened file stores 16-bit RGB(A), which Pillow decodes to 8 bits."""
+  if opened.mode not in ('RGB', 'RGBA') or not opened.tile:
+    return False
+  args = opened.tile[0].args
+  rawmode = args[0] if isinstance(args, tuple) and args else args
+  return isinstance(rawmode, str) and ';16' in rawmode
 
 
 def output_extension(kind: str) -> str:
@@ -231,6 +246,9 @@ def plan_outputs(input_path: str, output_dir: str, *, overwrite: bool = False
                  ) -> list[tuple[str, str]]:
   """Pairs every input image with its output path, refusing anything unsafe.
 
+  Entries of an input folder that look like images but are not regular files (dangling
+  symbolic links, FIFOs, devices) are skipped with one note each.
+
   Args:
     input_path: an image file or a folder.
     output_dir: the output folder (may not exist yet).
@@ -241,25 +259,11 @@ def plan_outputs(input_path: str, output_dir: str, *, overwrite: bool = False
     depends on the pixel format (see :func:`output_extension`).
 
   Raises:
-    errors.UserError: missing input, a folder without images, an output that is a file,
-      the input folder as output, an output path equal to an input file, or (without
-      ``overwrite``) outputs that exist.
+    errors.UserError: missing input, an input that is a FIFO or a device, a folder without
+      images, an output that is a file, the input folder as output, an output path equal
+      to an input file, or (without ``overwrite``) outputs that exist.
   """
-  if not os.path.exists(input_path):
-    raise errors.UserError(f'input {input_path} does not exist')
-  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-    raise errors.UserError(f'output {output_dir} exists and is not a folder')
-  if os.path.isdir(input_path):
-    if _is_one_of(output_dir, _file_ids([input_path])):
-      raise errors.UserError(
-          f'--output {output_dir} is the input folder: choose another folder so that no '
-          f'input is overwritten')
-    inputs = files.list_images(input_path)
-    if not inputs:
-      raise errors.UserError(f'no images in {input_path} (looked for files with an '
-                             f'extension Pillow reads, e.g. .png, .jpg, .tif)')
-  else:
-    inputs = [input_path]
+  inputs = _list_inputs(input_path, output_dir)
   plan = [(path, os.path.join(output_dir, stem))
           for path, stem in zip(inputs, output_stems(inputs))]
   input_ids = _file_ids(inputs)
@@ -269,12 +273,46 @@ def plan_outputs(input_path: str, output_dir: str, *, overwrite: bool = False
         raise errors.UserError(
             f'refusing to overwrite the input {out_stem + ext}: choose another --output '
             f'folder')
-  existing = [] if overwrite else [
-      out for out in (stem + _planned_extension(path) for path, stem in plan)
-      if os.path.lexists(out)]
+  existing = [] if overwrite else [out for _, out in existing_outputs(plan)]
   if existing:
     more = f' and {len(existing) - 3} more' if len(existing) > 3 else ''
     raise errors.UserError(
         f'{len(existing)} output(s) exist: {", ".join(existing[:3])}{more}; pass '
-        '--overwrite to replace them, or choose another --output folder')
+        '--overwrite to replace them, --skip_existing to derain only the others, or '
+        'choose another --output folder')
   return plan
+
+
+def _list_inputs(input_path: str, output_dir: str) -> list[str]:
+  """The input files :func:`plan_outputs` pairs; see there for what it refuses."""
+  if not os.path.lexists(input_path):
+    raise errors.UserError(f'input {input_path} does not exist')
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise errors.UserError(f'output {output_dir} exists and is not a folder')
+  if not os.path.isdir(input_path):
+    why = files.not_a_regular_file(input_path)
+    if why is not None:
+      raise errors.UserError(f'input {input_path} is {why}, not an image file')
+    return [input_path]
+  if _is_one_of(output_dir, _file_ids([input_path])):
+    raise errors.UserError(
+        f'--output {output_dir} is the input folder: choose another folder so that no '
+        f'input is overwritten')
+  skipped = []
+  inputs = files.list_images(input_path, skipped=skipped)
+  for path, why in skipped:
+    _log.warning('skipped %s: %s', path, why)
+  if not inputs:
+    raise errors.UserError(f'no images in {input_path} (looked for files with an '
+                           f'extension Pillow reads, e.g. .png, .jpg, .tif)')
+  return inputs
+
+
+def existing_outputs(plan: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+  """``(input, output path)`` for each entry of a plan whose output file exists."""
+  found = []
+  for path, stem in plan:
+    out = stem + _planned_extension(path)
+    if os.path.lexists(out):
+      found.append((path, out))
+  return found
