@@ -175,3 +175,22 @@ def test_16_bit_colour_is_not_made_8_bit_without_a_word(run, tmp_path, capsys):
   assert notes == [
       f'note: {folder / name} has 16 bits per colour channel: it is derained and written '
       'as 8-bit (16 bits are kept for grayscale only)' for name in ('deep.png', 'deep.tif')]
+
+
+def test_a_workdir_whose_config_does_not_fit_its_checkpoint_is_named_as_such(
+    run, photos, tmp_path, capsys):
+  import json  # pylint: disable=import-outside-toplevel
+  import shutil  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / 'run'
+  shutil.copytree(run.workdir, workdir)
+  config = json.loads((workdir / 'config.json').read_text())
+  config['model']['features'] *= 2
+  (workdir / 'config.json').write_text(json.dumps(config))
+  status = derain.run([f'--workdir={workdir}', '--checkpoint=latest', f'--input={photos}',
+                       f'--output={tmp_path / "out"}'])
+  lines = _errors(capsys.readouterr().err)
+  assert status == 2 and len(lines) == 1
+  assert lines[0].startswith(f'error: the parameters in {workdir} (step ')
+  assert lines[0].endswith(f'was {workdir / "config.json"} changed after the run was '
+                           'trained?')
+  assert 'export' not in lines[0]

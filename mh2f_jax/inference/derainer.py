@@ -307,12 +307,16 @@ class Derainer(DerainerBase):
     config, values, step = loading.load_workdir(workdir, checkpoint, params=params)
     if loading.params_kind(config, params) == 'ema':
       checkpoint = f'{checkpoint}, EMA'
-    return cls.from_params(config.model, values, step=step, checkpoint=checkpoint,
-                           source=f'{workdir} (step {step})', **kwargs)
+    return cls.from_params(
+        config.model, values, step=step, checkpoint=checkpoint,
+        source=f'{workdir} (step {step})', mismatch_hint=(
+            f"was {os.path.join(workdir, 'config.json')} changed after the run was trained?"),
+        **kwargs)
 
   @classmethod
   def from_params(cls, model_config: Any, params: Any, *, step: int | None = None,
                   checkpoint: Any = None, source: str = 'the given parameters',
+                  mismatch_hint: str = 'were they made with another model config?',
                   **kwargs: Any) -> 'Derainer':
     """Builds the model of a config block and checks that ``params`` fit it.
 
@@ -322,6 +326,7 @@ class Derainer(DerainerBase):
       step: training step, for reports.
       checkpoint: description of the source, for reports.
       source: how error messages name where the parameters came from.
+      mismatch_hint: the likely cause, for that source, of parameters that do not fit.
       **kwargs: tiling / self-ensemble settings for the constructor.
 
     Returns:
@@ -331,7 +336,7 @@ class Derainer(DerainerBase):
       errors.UserError: parameters that do not fit the config, or a bad config.
     """
     model = model_lib.from_config(model_config)
-    forward.check_params(model, params, source)
+    forward.check_params(model, params, source, mismatch_hint)
     return cls(model, params, step=None if step is None else int(step),
                checkpoint=checkpoint, **kwargs)
 
@@ -368,8 +373,10 @@ class Derainer(DerainerBase):
           f'{path} is not a parameters file (expected Flax msgpack)') from None
     if isinstance(params, Mapping) and set(params) == {'params'}:
       params = params['params']
-    return cls.from_params(forward.read_model_config(model_config), params, checkpoint=path,
-                           source=path, **kwargs)
+    return cls.from_params(
+        forward.read_model_config(model_config), params, checkpoint=path, source=path,
+        mismatch_hint='was the file exported from another config? Give the config.json of '
+        'the run that wrote it', **kwargs)
 
 class _SettingError(errors.UserError, ValueError):
   """An invalid tiling setting (a ValueError for library callers)."""

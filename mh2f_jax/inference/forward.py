@@ -45,14 +45,21 @@ def read_model_config(model_config: Any) -> Any:
   return model_config
 
 
-def check_params(model: model_lib.MH2FNet, params: Any, source: str) -> None:
-  """Raises UserError when ``params`` does not fit ``model`` (names or shapes)."""
+def check_params(model: model_lib.MH2FNet, params: Any, source: str,
+                 hint: str = 'were they made with another model config?') -> None:
+  """Raises UserError when ``params`` does not fit ``model`` (names or shapes).
+
+  Args:
+    model: the model the config builds.
+    params: the parameter tree.
+    source: where the parameters came from, for the message (a workdir, a file).
+    hint: the likely cause for that source, ending the message.
+  """
   try:
     diff = params_lib.mismatch(params, params_lib.abstract_params(model),
-                               got_name='the file has', wanted_name='the model wants')
+                               got_name='the parameters have', wanted_name='the model wants')
   except Exception:  # pylint: disable=broad-except  (not a tree of arrays at all)
     diff = 'not a tree of arrays'
   if diff:
     raise errors.UserError(
-        f'the parameters in {source} do not fit the model config ({diff}); was the file '
-        'exported from a different config?')
+        f'the parameters in {source} do not fit the model config ({diff}); {hint}')
