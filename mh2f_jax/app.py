@@ -272,9 +272,9 @@ def _exit_on_signals(work_root: str) -> dict[int, Any]:
   """Makes SIGTERM and SIGINT remove ``work_root`` and end the process at once.
 
   Returns the previous handlers (none are set outside the main thread, where Python
-  cannot set them). Not by raising in the main thread and returning: the interpreter's shutdown, while
-  Gradio's worker thread is inside XLA deraining a photo, aborts the process ("terminate
-  called ...", exit 134) and leaves the temporary files behind.
+  cannot set them). Not by raising in the main thread and returning: the interpreter's
+  shutdown, while Gradio's worker thread is inside XLA deraining a photo, aborts the
+  process ("terminate called ...", exit 134) and leaves the temporary files behind.
   """
   def stop(signum, frame):
     del frame

@@ -88,7 +88,8 @@ def _onnx(path: str, data: bytes) -> tuple[backends.ForwardFn, dict[str, Any]]:
                            f'{names[1]}; expected {INPUT_NAME} -> {OUTPUT_NAME})')
   _check_declared(path, [i.shape for i in session.get_inputs()],
                   [o.shape for o in session.get_outputs()])
-  from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel  (onnxruntime is optional)
+  from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
   forward = backends.session_forward(session)
 
   def run(batch: np.ndarray) -> np.ndarray:
@@ -171,8 +172,9 @@ def load(path: str | os.PathLike[str], **kwargs: Any) -> ExportedDerainer:
 
   Raises:
     errors.UserError: a missing or unreadable file, a file that is not an MH2F-Net
-      export (names, or declared shapes other than NHWC RGB images in and out), ONNX Runtime not installed for an ONNX file, an artifact lowered for other
-      platforms, or 'exact' tiling asked for.
+      export (names, or declared shapes other than NHWC RGB images in and out), ONNX
+      Runtime not installed for an ONNX file, an artifact lowered for other platforms,
+      or 'exact' tiling asked for.
   """
   path = os.fspath(path)
   data = _read(path)
