@@ -251,14 +251,14 @@ def _first_line(error: Exception) -> str:
 def exit_with(status: int) -> None:
   """Ends a console-script process with ``status`` (flushing stdout and stderr).
 
-  After a user error, the ``error:`` line is the tool's last word: background threads
-  that a failed write left behind (Orbax's, whose event loop is closed under them) may
-  print tracebacks while the interpreter shuts down, saying nothing the line did not, so
-  stderr is closed first.
+  After a user error or Ctrl-C, the ``error:`` or ``interrupted`` line is the tool's last
+  word: background threads that a failed write or the interruption left behind (Orbax's,
+  whose event loop is closed under them) may print tracebacks while the interpreter shuts
+  down, saying nothing the line did not, so stderr is closed first.
   """
   sys.stdout.flush()
   sys.stderr.flush()
-  if status == EXIT_USER_ERROR:
+  if status in (EXIT_USER_ERROR, EXIT_INTERRUPTED):
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
   sys.exit(status)
 
