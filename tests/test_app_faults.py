@@ -79,7 +79,7 @@ def test_the_page_has_max_pixels_and_a_bounded_one_at_a_time_queue(run, tmp_path
                            'name ('),
     (['--host=192.0.2.1'], 'error: cannot serve on --host=192.0.2.1 (Cannot assign '
                            'requested address): give an address of this machine'),
-])
+], ids=['port-too-large', 'port-0', 'host-not-an-address', 'host-of-another-machine'])
 def test_address_mistakes_are_one_line_naming_the_right_flag(run, capsys, args, message):
   assert app.run([f'--workdir={run.workdir}', *args]) == 2
   lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
