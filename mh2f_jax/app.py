@@ -217,7 +217,7 @@ def serve(args: flags.FlagValues, positional: Sequence[str] = ()) -> int:
                              '(or pip install gradio)') from None
     derainer = cli.load_derainer(args)
     model = cli.describe_derainer(args, derainer)
-    print(f'model: {model}')
+    print(f'model: {model}', flush=True)  # Seen even if a signal ends the process.
     page = build_page(derainer, f'Model: `{model}`.', work_root, max_pixels=args.max_pixels)
     try:
       page.launch(server_name=args.host, server_port=args.port, show_error=True,
