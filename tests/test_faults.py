@@ -303,7 +303,7 @@ def test_derain_refuses_to_overwrite_any_existing_file(trained, tmp_path, capsys
   err = capsys.readouterr().err
   assert _error_lines(err) == [
       f'error: 1 output(s) exist: {folder / "good.png"}; pass --overwrite to replace them, '
-      'or choose another --output folder']
+      '--skip_existing to derain only the others, or choose another --output folder']
   assert (folder / 'good.png').read_bytes() == b'the user\'s own file'
   assert derain.run(argv + ['--overwrite']) == 0
   with Image.open(folder / 'good.png') as img:
