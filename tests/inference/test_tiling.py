@@ -11,6 +11,7 @@ from mh2f_jax.inference import forward
 from mh2f_jax import model as model_lib
 from mh2f_jax.inference import blended_tiling
 from mh2f_jax.inference import tiling
+from mh2f_jax.model import receptive_field
 
 from inference_helper import random_params  # pylint: disable=g-bad-import-order
 
@@ -141,8 +142,8 @@ def test_mheb_margin_covers_its_measured_receptive_field(layers):
   margin = tiling.stage_margins(model)['mheb']
   # The derived radius is the measured one (not just an upper bound), and the margin is
   # the smallest multiple of 4 covering it.
-  assert measured == tiling._reach(  # pylint: disable=protected-access
-      lambda lo, hi: tiling._mheb_interval(lo, hi, layers))  # pylint: disable=protected-access
+  assert measured == receptive_field._reach(  # pylint: disable=protected-access
+      lambda lo, hi: receptive_field._mheb_interval(lo, hi, layers))  # pylint: disable=protected-access
   assert margin - 4 < measured <= margin
 
 
