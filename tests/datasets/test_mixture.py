@@ -1,7 +1,5 @@
 """Tests of dataset mixtures: the syntax, the proportions, determinism and resumption."""
 
-import os
-
 import ml_collections
 import numpy as np
 import pytest
@@ -128,13 +126,27 @@ def test_describe_names_each_dataset_split_count_and_share():
   assert [r['weight'] for r in rows] == [1 / 8, 2 / 8, 5 / 8]
 
 
-def test_the_two_embedded_sets_mix_from_the_config(tmp_path):
-  """The synthetic sets need no download: a mixture of both opens on a fresh machine."""
-  config = ml_collections.ConfigDict({'num_eval_images': 2, 'data': _data(
-      dataset='synthetic_rain/light:1,synthetic_rain/heavy:3',
-      data_dir=os.fspath(tmp_path))})
+def test_get_sources_opens_each_member_and_the_eval_dataset(monkeypatch):
+  from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
+  opened = []
+
+  def fake_get_source(name, split, *, data_dir, manual_dir):
+    opened.append((name, split, data_dir, manual_dir))
+    return _constant_source(len(opened), 3)
+
+  monkeypatch.setattr(datasets, 'get_source', fake_get_source)
+  config = ml_collections.ConfigDict({'num_eval_images': None, 'data': _data(
+      dataset=['synthetic_rain/light:1', {'name': 'paired_folder', 'weight': 3,
+                                          'data_dir': '/mine', 'split': 'train[:2]'}],
+      eval_dataset='paired_folder')})
   train, evaluation = input_pipeline.get_sources(config)
-  assert isinstance(train, mixture.MixedSource)
-  assert [m.name for m in train.members] == ['synthetic_rain/light', 'synthetic_rain/heavy']
-  assert len(train) == sum(len(s) for s in train.sources) > 0
-  assert len(evaluation) > 0 and train.members[0].split == 'train'
+  assert opened == [('synthetic_rain/light', 'train', '/data', None),
+                    ('paired_folder', 'train[:2]', '/mine', None),
+                    ('paired_folder', 'test', '/mine', None)]
+  assert isinstance(train, mixture.MixedSource) and len(train) == 6
+  assert [m.weight for m in train.members] == [1.0, 3.0] and len(evaluation) == 3
+  config = ml_collections.ConfigDict({'num_eval_images': 0, 'data': _data()})
+  opened.clear()
+  train, evaluation = input_pipeline.get_sources(config)  # One dataset: a plain source.
+  assert opened == [('rain200l', 'train', '/data', None)] and evaluation is None
+  assert isinstance(train, list)
