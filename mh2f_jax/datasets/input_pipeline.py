@@ -22,6 +22,11 @@ Training (:func:`create_train_iterator`)
   only a few dozen examples it costs about a millisecond per record (roughly 30 ms / N);
   from a few hundred examples up it is negligible.
 
+Mixtures (:mod:`mh2f_jax.datasets.mixture`)
+  A ``MixedSource`` (several datasets with weights) replaces the first stage: each
+  dataset's indices are shuffled and repeated on their own and ``grain.MapDataset.mix``
+  interleaves them in the weights' proportions; the rest of the pipeline is the same.
+
 Caching (:func:`mh2f_jax.datasets.memory_cache.cache_source`)
   Streaming from a ``tfds.data_source`` decodes two PNGs per crop. ``cache_source``
   decodes a split once and holds it in memory ('memory', or 'auto' when the estimate fits

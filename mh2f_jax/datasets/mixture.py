@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping, Sequence
 import dataclasses
+import os
 import re
 from typing import Any
 
@@ -105,13 +106,18 @@ def parse(spec: Any) -> list[Member]:
   return members
 
 
+def _folder(own: str | None, shared: str | None) -> str | None:
+  # A member's own folder is as the config gives it (config.json records it so): write
+  # it absolute to evaluate from another directory.
+  return os.path.abspath(os.path.expanduser(own)) if own is not None else shared
+
+
 def resolved(members: Sequence[Member], data: Any) -> list[Member]:
   """The members with their split and folders filled in from the ``data`` block."""
   return [dataclasses.replace(
       m, split=m.split or data.train_split,
-      data_dir=m.data_dir if m.data_dir is not None else data.get('data_dir'),
-      manual_dir=m.manual_dir if m.manual_dir is not None else data.get('manual_dir'))
-          for m in members]
+      data_dir=_folder(m.data_dir, data.get('data_dir')),
+      manual_dir=_folder(m.manual_dir, data.get('manual_dir'))) for m in members]
 
 
 def eval_member(data: Any) -> Member:
