@@ -69,7 +69,8 @@ def test_paths_resolved_once_and_the_config_left_alone(monkeypatch, tmp_path):
       'manual_dir': resolved.data.manual_dir}}
   assert config_schema.resolve_paths(train_helper.tiny_config()).data.data_dir is None
   assert [f.name for f in config_schema.FIELDS if f.path] == ['data.data_dir',
-                                                              'data.manual_dir']
+                                                              'data.manual_dir',
+                                                              'init_from']
 
 
 def test_model_fields_are_the_models():
