@@ -14,8 +14,6 @@ import numpy as np
 
 from mh2f_jax import files
 from mh2f_jax.errors import UserError
-from mh2f_jax.workdir import checkpoints
-from mh2f_jax.workdir import loading
 
 
 def export_params(workdir: str | os.PathLike[str], path: str | os.PathLike[str],
@@ -36,6 +34,9 @@ def export_params(workdir: str | os.PathLike[str], path: str | os.PathLike[str],
   Raises:
     errors.UserError: as :meth:`Derainer.from_workdir`, or an unsafe output path.
   """
+  # Imported here: reading a parameters file (inference, init_from) needs no Orbax.
+  from mh2f_jax.workdir import checkpoints  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import loading  # pylint: disable=g-import-not-at-top
   workdir, path = os.fspath(workdir), os.fspath(path)
   files.refuse_inside(path, [os.path.join(workdir, checkpoints.CONFIG_FILE),
                              os.path.join(workdir, checkpoints.CHECKPOINT_DIR)], 'parameters')
