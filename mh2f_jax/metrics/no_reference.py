@@ -87,7 +87,7 @@ class Scorer:
     values, reasons = {}, {}
     for name, measure in measures.items():
       if name == 'brisque' and self.brisque_model is None:
-        values[name], reasons[name] = None, 'BRISQUE model unavailable'
+        values[name], reasons[name] = None, 'no model files (MH2F_BRISQUE_MODEL_DIR)'
         continue
       try:
         values[name] = float(measure())
