@@ -91,12 +91,11 @@ def test_ema_follows_the_params_without_changing_them(tiny_runs):
   assert not np.allclose(ema, now)
 
 
-
 class _OneConv(nn.Module):
   """A 3x3 conv: the accumulation's arithmetic, at a fraction of the network's compile time."""
 
   @nn.compact
-  def __call__(self, x, **unused_kwargs):
+  def __call__(self, x):
     return nn.Conv(3, (3, 3))(x)
 
 
@@ -119,4 +118,4 @@ def test_accumulated_grads_with_fewer_micro_batches_than_shards_are_the_batch_gr
                           strict=True):
     np.testing.assert_allclose(a, g, rtol=1e-5, atol=1e-8,
                                err_msg=jax.tree_util.keystr(path))
-  assert float(optax.global_norm(grads)) > 0
+  assert any(np.abs(g).max() > 0 for g in jax.tree.leaves(grads))
