@@ -138,8 +138,14 @@ def phase1(root, cache_dir):
       'accum2': Run(root, 'accum2', devices=4, cache_dir=cache_dir,
                     overrides={**ACCUM, 'grad_accum_steps': 2}),
   }
-  for run in runs.values():
-    run.wait()
+  try:
+    for run in runs.values():
+      run.wait()
+  finally:  # One run that hangs or fails to start must not leave the others running.
+    for run in runs.values():
+      if run.proc.poll() is None:
+        run.proc.kill()
+        run.proc.wait()
   return runs
 
 
