@@ -67,6 +67,32 @@ def _preview(pixels: np.ndarray, path: str) -> str:
   return path
 
 
+def quality_text(before: np.ndarray, after: np.ndarray, scorer: Any = None) -> str:
+  """No-reference scores of a photo, rainy -> derained, or why a measure has none.
+
+  Args:
+    before: the rainy photo, (H, W, 3) uint8 or float in [0, 1].
+    after: the derained photo, same shape.
+    scorer: a ``metrics.no_reference.Scorer``; None loads one (BRISQUE where its model
+      files are supplied, see docs/evaluation.md).
+
+  Returns:
+    One line such as ``NIQE 6.21 -> 4.87, BRISQUE 41.2 -> 30.5 (lower is better)``.
+  """
+  from mh2f_jax.metrics import no_reference  # pylint: disable=g-import-not-at-top
+  scorer = scorer if scorer is not None else no_reference.Scorer.load()
+  rainy, reasons = scorer.score(before)
+  derained, _ = scorer.score(after)
+  parts = []
+  for measure in ('niqe', 'brisque'):
+    label = no_reference.LABELS[measure]
+    if rainy[measure] is None:
+      parts.append(f'{label}: {reasons[measure]}')
+    else:
+      parts.append(f'{label} {rainy[measure]:.2f} -> {derained[measure]:.2f}')
+  return ', '.join(parts) + ' (lower is better)'
+
+
 def derain_uploads(derainer: Any, paths: Sequence[str], out_dir: str, *,
                  self_ensemble: bool = False, progress=None,
                  max_pixels: int = files.DEFAULT_MAX_PIXELS) -> tuple[list[Result], list[str]]:
@@ -110,7 +136,9 @@ def derain_uploads(derainer: Any, paths: Sequence[str], out_dir: str, *,
     results.append(Result(
         name, output, _preview(loaded.pixels, previews + '-before.png'),
         _preview(derained, previews + '-after.png'),
-        f'{name} -> {os.path.basename(output)} ({width}x{height}, {loaded.kind}{tiled})'))
+        f'{name} -> {os.path.basename(output)} ({width}x{height}, {loaded.kind}{tiled})'
+        # A Markdown line break keeps the scores inside the result's list item.
+        f'  \n  {quality_text(loaded.pixels, derained)}'))
   if progress is not None:
     progress((len(paths), len(paths)), desc='done')
   return results, failures

@@ -55,6 +55,18 @@ def _fractions(value: Any) -> bool:
       _is_number(f) and 0 < f < 1 for f in value)
 
 
+def _dataset_spec(value: Any) -> bool:
+  if isinstance(value, str):
+    return bool(value.strip(' ,'))
+  return isinstance(value, (tuple, list)) and bool(value) and all(
+      isinstance(v, (str, Mapping)) for v in value)
+
+
+def _patterns(value: Any) -> bool:
+  return isinstance(value, str) or (isinstance(value, (tuple, list)) and all(
+      isinstance(v, str) and v for v in value))
+
+
 @dataclasses.dataclass(frozen=True)
 class Field:
   """One config field.
@@ -136,10 +148,16 @@ FIELDS: tuple[Field, ...] = (
     Field('model.conv_kernel_grad', 'auto', "convolution kernel gradients: `'auto'` "
           "(`'gemm'` on CPU, `'xla'` elsewhere), `'xla'` or `'gemm'`; same math "
           '(docs/performance.md)'),
-    Field('data.dataset', 'rain200l', 'a builder name of docs/data.md, e.g. '
-          '`synthetic_rain/heavy`, `paired_folder`',
-          'a dataset name (e.g. rain200l, synthetic_rain/heavy)',
-          lambda v: isinstance(v, str) and bool(v), frozen=True),
+    Field('data.dataset', 'rain200l', 'a builder name of docs/data.md (e.g. '
+          '`synthetic_rain/heavy`, `paired_folder`), or a mixture drawn in proportion to '
+          "its weights, `'NAME[@SPLIT][:WEIGHT],...'` or a list (docs/training.md, "
+          'Training on a mixture)',
+          'a dataset name (e.g. rain200l), a mixture string or a list of members',
+          _dataset_spec, frozen=True),
+    Field('data.eval_dataset', None, 'what validation runs on, `NAME[@SPLIT]` (split '
+          'default: `data.eval_split`); None: the first dataset of `data.dataset`',
+          'a dataset name or None', _or_none(lambda v: isinstance(v, str) and bool(v)),
+          placeholder=str),
     Field('data.data_dir', None, 'TFDS data folder (None: the TFDS default)',
           'a folder or None', _or_none(lambda v: isinstance(v, str)), placeholder=str,
           path=True),
@@ -182,6 +200,17 @@ FIELDS: tuple[Field, ...] = (
           _int_at_least(0)),
     Field('optim.grad_clip_norm', None, 'clip the global gradient norm (None: off)',
           '> 0 or None', _or_none(lambda v: _is_number(v) and v > 0), placeholder=float),
+    # Not frozen: they choose the weights of step 0 only; a resumed run continues from
+    # its own checkpoint whatever they say.
+    Field('init_from', None, 'start from trained weights: a workdir (its best '
+          'checkpoint, else the latest), `DIR:STEP`, or a parameters file '
+          '(`python -m mh2f_jax.export params`); step 0, fresh optimizer and schedule',
+          'a workdir, DIR:STEP, a parameters file, or None',
+          _or_none(lambda v: isinstance(v, str) and bool(v)), placeholder=str, path=True),
+    Field('init_from_skip', (), 'parameter name patterns (fnmatch on the `/`-joined path, '
+          "e.g. `'rpff/*'`) kept at their fresh initialisation instead of `init_from`'s; "
+          'a tuple, or one comma-separated string',
+          'a sequence of patterns or a comma-separated string', _patterns),
     Field('loss.ssim_weight', 0.2, 'loss = L1 + w · (1 − SSIM)', '>= 0',
           lambda v: _is_number(v) and v >= 0),
 )

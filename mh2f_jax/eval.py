@@ -4,10 +4,14 @@ Usage:
   python eval.py --workdir=runs/rain200h [--checkpoint=latest|best|STEP] [--split=test]
       [--protocol=B|A] [--save_images] [--self_ensemble | --ensemble=flips|x8]
       [--data_dir=DIR] [--params=ema|raw]
+  python eval.py --workdir=runs/demo --photos=DIR [--checkpoint=...] [--save_images]
+      [--self_ensemble | --ensemble=flips|x8] [--params=ema|raw]
 
 Writes WORKDIR/eval/<dataset>-<split>-step<STEP>/ (per_image.csv, summary.json,
-results.md, figure.png, images/); see docs/evaluation.md. Runs in one process on one
-device, whatever device count the checkpoint was trained with.
+results.md, figure.png, images/); see docs/evaluation.md. With --photos, derains the
+photos of DIR instead, which need no clean twin, scores rainy and derained with NIQE and
+BRISQUE (no-reference measures) and writes WORKDIR/eval/photos-<DIR name>-step<STEP>/.
+Runs in one process on one device, whatever device count the checkpoint was trained with.
 """
 
 from collections.abc import Sequence
@@ -47,7 +51,30 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
   flags.DEFINE_string('data_dir', None,
                       "TFDS data dir; default: the one in the workdir's config.json.",
                       flag_values=values)
+  flags.DEFINE_string('photos', None,
+                      'A folder of photos without ground truth (real rain): derain and '
+                      'score them with NIQE and BRISQUE instead of the test split.',
+                      flag_values=values)
   cli.define_max_pixels_flag(values, 'Refuse test images')
+
+
+def _evaluate_photos(values: flags.FlagValues, ensemble: str) -> int:
+  """The --photos report: no-reference scores of a folder of photos; returns 0."""
+  for name in ('split', 'protocol', 'data_dir'):
+    if values[name].present:
+      raise UserError(f'--{name} applies to the test split, not to --photos')
+  from mh2f_jax.evaluation import photos_report  # pylint: disable=g-import-not-at-top
+  with files.pixel_limit(values.max_pixels):
+    result = photos_report.evaluate_photos(
+        values.workdir, values.photos, checkpoint=values.checkpoint,
+        self_ensemble=ensemble, params=values.params, save_images=values.save_images)
+  print(photos_report.format_summary(result))
+  print(f'results: {result["results_md"]}')
+  if result['figure']:
+    print(f'figure: {result["figure"]}')
+  if result['images_dir']:
+    print(f'derained images: {result["images_dir"]}')
+  return 0
 
 
 def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
@@ -57,6 +84,8 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
   from mh2f_jax.inference import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   from mh2f_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top  (keeps --help fast)
   ensemble = ensemble_lib.from_flags(values.self_ensemble, values.ensemble)
+  if values.photos is not None:
+    return _evaluate_photos(values, ensemble)
   with files.pixel_limit(values.max_pixels):
     result = evaluator.evaluate(
         values.workdir, checkpoint=values.checkpoint, split=values.split,

@@ -188,3 +188,36 @@ def test_page_derains_like_the_cli(run, photo, tmp_path, source):
   np.testing.assert_array_equal(np.asarray(Image.open(downloaded)),
                                 np.asarray(Image.open(expected)))
   assert open(downloaded, 'rb').read() == expected.read_bytes()
+
+
+def test_quality_text_shows_rainy_and_derained_scores():
+  from mh2f_jax import app
+  from mh2f_jax.datasets import synthetic
+  from mh2f_jax.metrics import brisque
+  from mh2f_jax.metrics import niqe
+  from mh2f_jax.metrics import no_reference
+  rng = np.random.default_rng(3)
+  model = brisque.SvrModel(
+      gamma=0.05, rho=-1.0, coef=rng.uniform(-5, 5, 20),
+      support=rng.uniform(-1, 1, (20, 36)), lower=-1.0, upper=1.0,
+      feature_min=np.full(36, -1.0), feature_max=np.full(36, 10.0))
+  after = synthetic.test_photo('chelsea')[:200, :240]
+  before = np.maximum(after, (np.arange(240) % 9 == 0)[None, :, None] * 230).astype(np.uint8)
+  text = app.quality_text(before, after, no_reference.Scorer(model))
+  assert text == (f'NIQE {niqe.niqe(before):.2f} -> {niqe.niqe(after):.2f}, '
+                  f'BRISQUE {brisque.brisque(before, model=model):.2f} -> '
+                  f'{brisque.brisque(after, model=model):.2f} (lower is better)')
+  small = app.quality_text(before[:100], after[:100], no_reference.Scorer(None, 'gone'))
+  assert small.startswith('NIQE: NIQE needs at least 192x192')
+  assert 'BRISQUE: no model files' in small
+
+
+def test_each_result_carries_its_scores(run, tmp_path):
+  from mh2f_jax import app
+  from mh2f_jax import inference
+  Image.fromarray(fake_pair(20, 24, seed=3)[0]).save(tmp_path / 'a.png')
+  derainer = inference.Derainer.from_workdir(run.workdir, 'latest')
+  results, _ = app.derain_uploads(derainer, [str(tmp_path / 'a.png')], str(tmp_path / 'out'))
+  first, scores = results[0].message.split('  \n  ')
+  assert first.startswith('a.png -> a.png') and scores.startswith('NIQE: ')
+  assert scores.endswith('(lower is better)')

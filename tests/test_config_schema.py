@@ -69,7 +69,8 @@ def test_paths_resolved_once_and_the_config_left_alone(monkeypatch, tmp_path):
       'manual_dir': resolved.data.manual_dir}}
   assert config_schema.resolve_paths(train_helper.tiny_config()).data.data_dir is None
   assert [f.name for f in config_schema.FIELDS if f.path] == ['data.data_dir',
-                                                              'data.manual_dir']
+                                                              'data.manual_dir',
+                                                              'init_from']
 
 
 def test_model_fields_are_the_models():
@@ -116,3 +117,84 @@ def test_cache_modes_are_the_pipelines():
   field = config_schema.BY_NAME['data.cache']
   assert all(field.check(m) for m in memory_cache.CACHE_CHOICES)
   assert not field.check('disk')
+
+
+# Every field a resumed run must share with the workdir, and a valid other value of it.
+FROZEN_CHANGES = {
+    'seed': 1,
+    'batch_size': 4,
+    'ema_decay': 0.9,
+    'model.features': 16,
+    'model.num_blocks': 3,
+    'model.dcr_layers': 2,
+    'model.dcr_growth': 2,
+    'model.attention_reduction': 2,
+    'model.distill': 'concat',
+    'model.fusion': 'add',
+    'model.global_residual': True,
+    'model.dtype': 'bfloat16',
+    'model.remat': True,
+    'data.dataset': 'rain200h',
+    'data.train_split': 'train[:50%]',
+    'data.num_workers': 1,
+}
+_TRAINED = {'num_train_steps': 2, 'checkpoint_every_steps': 2}
+
+
+def test_frozen_fields_are_exactly_these():
+  assert config_schema.FROZEN_FIELDS == (
+      'seed', 'batch_size', 'ema_decay', 'model.features', 'model.num_blocks',
+      'model.dcr_layers', 'model.dcr_growth', 'model.attention_reduction',
+      'model.distill', 'model.fusion', 'model.global_residual', 'model.dtype',
+      'model.remat', 'data.dataset', 'data.train_split', 'data.num_workers')
+  assert set(FROZEN_CHANGES) == set(config_schema.FROZEN_FIELDS)
+
+
+def _sources(config):
+  train = train_helper.fake_pairs(config.batch_size, config.data.patch_size,
+                                  config.data.patch_size, seed=1)
+  return train, None
+
+
+@pytest.fixture(scope='module')
+def trained_workdir(tmp_path_factory):
+  """A tiny workdir trained for its 2 steps (checkpoint at step 2)."""
+  from mh2f_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp('frozen') / 'run')
+  config = train_helper.tiny_config(_TRAINED)
+  summary = trainer.train_and_evaluate(config, workdir, sources=_sources(config))
+  assert summary['step'] == 2
+  return workdir
+
+
+def test_resuming_with_the_same_frozen_fields_is_accepted(trained_workdir):
+  from mh2f_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import checkpoints  # pylint: disable=g-import-not-at-top
+  # Non-frozen fields may change; the run is complete, so nothing is trained.
+  config = train_helper.tiny_config({**_TRAINED, 'optim.learning_rate': 0.1,
+                                     'data.patch_size': 16, 'log_every_steps': 5})
+  summary = trainer.train_and_evaluate(config, trained_workdir, sources=_sources(config))
+  assert summary['step'] == 2
+  assert checkpoints.checkpoint_steps(trained_workdir) == [2]
+
+
+@pytest.mark.parametrize('field', sorted(FROZEN_CHANGES))
+def test_resuming_with_a_frozen_field_changed_is_refused(trained_workdir, field):
+  from mh2f_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import checkpoints  # pylint: disable=g-import-not-at-top
+  config_path = os.path.join(trained_workdir, checkpoints.CONFIG_FILE)
+  with open(config_path, 'rb') as f:
+    saved = f.read()
+  value = FROZEN_CHANGES[field]
+  config = train_helper.tiny_config({**_TRAINED, field: value})
+  assert config_schema.get_field(config, field) != config_schema.get_field(
+      train_helper.tiny_config(_TRAINED), field)
+  with pytest.raises(UserError, match='these fields must match to resume') as e:
+    trainer.train_and_evaluate(config, trained_workdir, sources=_sources(config))
+  # Exactly the changed field is listed.
+  listed = [line.strip() for line in str(e.value).splitlines()[1:]]
+  assert len(listed) == 1 and listed[0].startswith(f'{field}: saved '), listed
+  # The workdir is left as it was.
+  with open(config_path, 'rb') as f:
+    assert f.read() == saved
+  assert checkpoints.checkpoint_steps(trained_workdir) == [2]

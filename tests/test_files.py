@@ -1,10 +1,12 @@
 """Tests of mh2f_jax.files: atomic writes, PNG encoding, listing, names."""
 
+import errno
 import json
 import os
 
 import numpy as np
 from PIL import Image
+import pytest
 
 from mh2f_jax import files
 
@@ -47,3 +49,75 @@ def test_decode_name():
   assert files.decode_name(np.array(b'x')) == 'x'
   assert files.decode_name(np.bytes_(b'\xff')) == '\ufffd'
   assert files.decode_name(7) == '7'
+
+
+OLD = b'old contents\n' * 1000
+
+
+class _CutShort:
+  """A binary file whose ``write`` stores the first half of the data, then fails."""
+
+  def __init__(self, f):
+    self._f = f
+
+  def write(self, data):
+    self._f.write(bytes(data)[:len(data) // 2])
+    self._f.flush()
+    raise OSError(errno.ENOSPC, 'No space left on device')
+
+  def __getattr__(self, name):
+    return getattr(self._f, name)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self._f.close()
+
+
+def _open_cut_short(created):
+  """An ``open`` whose writable files are cut short; records the paths it opens."""
+  def fake_open(path, mode='r', *args, **kwargs):
+    f = open(path, mode, *args, **kwargs)  # pylint: disable=unspecified-encoding
+    if any(c in mode for c in 'wax+'):
+      created.append(os.fspath(path))
+      return _CutShort(f)
+    return f
+  return fake_open
+
+
+def test_write_atomic_cut_short_leaves_the_old_file_and_no_temporary(tmp_path,
+                                                                     monkeypatch):
+  target = tmp_path / 'report.json'
+  target.write_bytes(OLD)
+  created = []
+  # The module's own writes go through this ``open`` (it shadows the builtin there).
+  monkeypatch.setattr(files, 'open', _open_cut_short(created), raising=False)
+  with pytest.raises(OSError) as e:
+    files.write_atomic(target, b'new contents\n' * 5000)
+  assert e.value.errno == errno.ENOSPC
+  assert created, 'write_atomic opened no file for writing'
+  assert target.read_bytes() == OLD
+  assert os.listdir(tmp_path) == ['report.json']
+
+
+def test_write_atomic_failing_rename_leaves_the_old_file_and_no_temporary(tmp_path,
+                                                                          monkeypatch):
+  target = tmp_path / 'report.json'
+  target.write_bytes(OLD)
+  renamed = []
+
+  def failing_replace(src, dst):
+    with open(src, 'rb') as f:
+      renamed.append((os.fspath(src), os.fspath(dst), f.read()))
+    raise OSError(errno.EIO, 'Input/output error')
+
+  monkeypatch.setattr(os, 'replace', failing_replace)
+  with pytest.raises(OSError, match='Input/output error'):
+    files.write_atomic(target, b'new contents\n' * 5000)
+  # The rename was of a complete temporary file beside the target.
+  [(src, dst, contents)] = renamed
+  assert dst == str(target) and os.path.dirname(src) == str(tmp_path)
+  assert contents == b'new contents\n' * 5000
+  assert target.read_bytes() == OLD
+  assert os.listdir(tmp_path) == ['report.json']

@@ -264,8 +264,11 @@ RAIN13K = layouts.DatasetSpec(
              'rule: same file name'),
             (FolderPair(('input',), ('target',), pairing.SAME_STEM, containers=('@split',)),)),
     ),
-    # The 13,712 total is the sum stated in the MSPFN/MPRNet papers.
-    published={'train': (13712,), 'test100': (100,), 'rain100h': (100,), 'rain100l': (100,),
+    # The papers state 13,712 training pairs and a Test100 of 100; the download holds
+    # 13,711 (one pair of wrong size removed, MPRNet issue #74) and 98 (MSPFN's
+    # convention, MPRNet issue #23).
+    published={'train': (13712, 13711), 'test100': (100, 98), 'rain100h': (100,),
+               'rain100l': (100,),
                'test1200': (1200,), 'test2800': (2800,)},
     homepage='https://github.com/swz30/MPRNet',
     citation="""@inproceedings{zamir2021multi,

@@ -22,6 +22,11 @@ Training (:func:`create_train_iterator`)
   only a few dozen examples it costs about a millisecond per record (roughly 30 ms / N);
   from a few hundred examples up it is negligible.
 
+Mixtures (:mod:`mh2f_jax.datasets.mixture`)
+  A ``MixedSource`` (several datasets with weights) replaces the first stage: each
+  dataset's indices are shuffled and repeated on their own and ``grain.MapDataset.mix``
+  interleaves them in the weights' proportions; the rest of the pipeline is the same.
+
 Caching (:func:`mh2f_jax.datasets.memory_cache.cache_source`)
   Streaming from a ``tfds.data_source`` decodes two PNGs per crop. ``cache_source``
   decodes a split once and holds it in memory ('memory', or 'auto' when the estimate fits
@@ -62,6 +67,7 @@ import grain
 import numpy as np
 
 from mh2f_jax import files
+from mh2f_jax.datasets import mixture
 from mh2f_jax.errors import UserError
 
 # Threads that read and crop batches in parallel inside one process: one per core, at
@@ -248,9 +254,8 @@ def create_train_iterator(source: Sequence[Mapping[str, Any]], *,
   mark_flags_parsed()
   per_process_batch = global_batch_size // process_count
 
-  ds = grain.MapDataset.range(len(source)).seed(seed)
-  # Shuffle before repeat: Grain then reshuffles with a new seed every epoch.
-  ds = ds.shuffle().repeat(None).batch(global_batch_size, drop_remainder=True)
+  # One dataset: shuffled, reshuffled every epoch; a mixture: drawn in proportion.
+  ds = mixture.index_stream(source, seed).batch(global_batch_size, drop_remainder=True)
   # Whole global batches from here on: every process draws the same crops and keeps its
   # own contiguous part, which is the part `make_array_from_process_local_data` expects.
   ds = ds.random_map(_DrawCrops())
@@ -305,21 +310,29 @@ def create_eval_iterator(source: Sequence[Mapping[str, Any]], *,
 def get_sources(config: Any) -> tuple[Any, Any]:
   """Returns the (train, eval) random-access sources named by ``config.data``.
 
-  The eval source is None when validation is off (``num_eval_images == 0``). With
-  several processes, process 0 prepares (builds) the dataset first while the others wait.
+  A mixture (see :mod:`mh2f_jax.datasets.mixture`) gives a ``MixedSource``; one dataset
+  its plain source. The eval source is ``data.eval_dataset`` (default: the first
+  dataset), None when validation is off (``num_eval_images == 0``). With several
+  processes, process 0 prepares (builds) the datasets first while the others wait.
   """
   # Lazy: TFDS is slow to import, and callers that pass their own sources never need it.
   import jax  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
-  data = config.data
-  kwargs = dict(data_dir=data.data_dir, manual_dir=data.manual_dir)
+  members = mixture.resolved(mixture.parse(config.data.dataset), config.data)
+  wanted = members + ([mixture.eval_member(config.data)] if config.num_eval_images != 0
+                      else [])
+
+  def open_split(m: mixture.Member) -> Any:
+    return datasets.get_source(m.name, m.split, data_dir=m.data_dir,
+                               manual_dir=m.manual_dir)
+
   if jax.process_count() > 1:
     if jax.process_index() == 0:
-      datasets.prepare(data.dataset, **kwargs)
+      for m in wanted:
+        datasets.prepare(m.name, data_dir=m.data_dir, manual_dir=m.manual_dir)
     multihost_utils.sync_global_devices('mh2f_prepare_dataset')
-  train = datasets.get_source(data.dataset, data.train_split, **kwargs)
-  evaluation = None
-  if config.num_eval_images != 0:
-    evaluation = datasets.get_source(data.dataset, data.eval_split, **kwargs)
+  parts = [open_split(m) for m in members]
+  train = parts[0] if len(parts) == 1 else mixture.MixedSource(members, parts)
+  evaluation = open_split(wanted[-1]) if config.num_eval_images != 0 else None
   return train, evaluation

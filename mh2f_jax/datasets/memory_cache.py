@@ -15,6 +15,7 @@ import numpy as np
 
 from mh2f_jax import files
 from mh2f_jax.datasets import input_pipeline
+from mh2f_jax.datasets import mixture
 
 CACHE_CHOICES = ('auto', 'memory', 'none')
 # Examples decoded to estimate a split's size in memory (spread over the split).
@@ -85,6 +86,9 @@ def cache_source(source: Sequence[Mapping[str, Any]], mode: str = 'auto',
     raise ValueError(f'cache_max_gb must be a number >= 0, got {max_gb!r}')
   if mode == 'none' or isinstance(source, MemorySource) or not len(source):
     return source
+  if isinstance(source, mixture.MixedSource):  # Each dataset on its own, sharing the limit.
+    return source.with_sources([cache_source(s, mode, max_gb * len(s) / len(source))
+                                for s in source.sources])
   if mode == 'auto':
     estimate = estimate_nbytes(source)
     if estimate > max_gb * 1e9:

@@ -15,6 +15,7 @@ WORKDIR/eval/<dataset, '/' -> '_'>-<split>-step<STEP>[-protocolA][-flips|-x8][-f
   summary.json    means and run facts; infinite PSNR (identical images) is the string
                   "inf" because JSON has no infinity
   results.md      measured rows beside the paper's Table 2 row ("paper's reported numbers")
+                  and what the run trained on and started from (WORKDIR/run.json)
   figure.png      rainy | derained | clean of the first test image, PSNR-Y in the titles
   images/         derained PNGs (with save_images), named after the test images
 ```
@@ -44,6 +45,7 @@ from mh2f_jax import files
 from mh2f_jax import inference
 from mh2f_jax import metrics
 from mh2f_jax.evaluation import paper
+from mh2f_jax.workdir import run_record
 
 PER_IMAGE_FIELDS = ('name', 'psnr_y', 'ssim_y', 'psnr_rgb', 'ssim_rgb', 'input_psnr_y',
                     'input_ssim_y', 'input_psnr_rgb', 'input_ssim_rgb')
@@ -134,6 +136,7 @@ def _results_markdown(summary: dict[str, Any]) -> str:
       f'{summary["num_images"]} images at full resolution.',
       f'- Metrics: {PROTOCOL_TEXT[summary["protocol"]]}. Averaged per image, then over '
       f'the dataset.',
+      *run_record.markdown_lines(summary.get('run')),
       '',
       '| Row | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) | SSIM-RGB |',
       '|---|---|---|---|---|',
@@ -250,16 +253,19 @@ def _check_settings(protocol: str, num_images: int | None,
 
 
 def _open_split(data_config: Any, split: str, data_dir: str | None,
-                num_images: int | None) -> tuple[Any, int]:
-  """The split's source and how many of its images to score (a UserError if none)."""
+                num_images: int | None) -> tuple[str, Any, int]:
+  """The dataset validation used (``data.eval_dataset``, else the first), its split's
+  source and how many of its images to score (a UserError if none)."""
   from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
-  data_dir = data_dir if data_dir is not None else data_config.get('data_dir')
-  source = datasets.get_source(data_config.dataset, split, data_dir=data_dir,
-                               manual_dir=data_config.get('manual_dir'))
+  from mh2f_jax.datasets import mixture  # pylint: disable=g-import-not-at-top
+  member = mixture.eval_member(data_config)
+  data_dir = data_dir if data_dir is not None else member.data_dir
+  source = datasets.get_source(member.name, split, data_dir=data_dir,
+                               manual_dir=member.manual_dir)
   total = len(source) if num_images is None else min(num_images, len(source))
   if total == 0:
-    raise errors.UserError(f'{data_config.dataset} split {split!r} has no images')
-  return source, total
+    raise errors.UserError(f'{member.name} split {split!r} has no images')
+  return member.name, source, total
 
 
 def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
@@ -298,8 +304,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
   derainer = inference.Derainer.from_params(config.model, values, step=step,
                                             checkpoint=checkpoint,
                                             self_ensemble=self_ensemble)
-  dataset = config.data.dataset
-  source, total = _open_split(config.data, split, data_dir, num_images)
+  dataset, source, total = _open_split(config.data, split, data_dir, num_images)
   out_dir = os.path.join(workdir, 'eval', eval_dir_name(
       dataset, split, step, protocol=protocol, self_ensemble=self_ensemble,
       num_images=num_images,
@@ -318,6 +323,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
       'split': split, 'checkpoint': str(checkpoint),
       'params': loading.params_kind(config, params),
       'curves': _curves_link(workdir, out_dir), 'self_ensemble': self_ensemble,
+      'run': run_record.load(workdir),
       'num_tiled_images': int(num_tiled), 'num_distinct_sizes': len(shapes),
       'seconds': round(time.time() - start, 2)}
   return {**summary, **_write_report(out_dir, rows, summary, images_dir)}

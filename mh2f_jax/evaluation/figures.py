@@ -1,4 +1,4 @@
-"""Side-by-side figures (rainy | derained | clean) with PSNR-Y in the panel titles.
+"""Side-by-side figures (rainy | derained | clean) with scores in the panel titles.
 
 Used by evaluation (``figure.png`` of one held-out image) and by the demo. Drawn with
 matplotlib's object API on an Agg canvas (no pyplot state, no display needed) and
@@ -103,6 +103,44 @@ def save_comparison(path: str | os.PathLike[str], rainy: Any, derained: Any,
     The path written, as a string.
   """
   fig = comparison_figure(rainy, derained, clean, title=title)
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png')
+  files.write_atomic(path, buf.getvalue())
+  return os.fspath(path)
+
+
+def save_grid(path: str | os.PathLike[str], rows: list[tuple[str, list[tuple[str, Any]]]],
+              *, title: str | None = None) -> str:
+  """Draws rows of titled panels (e.g. rainy | derained of several photos) as a PNG.
+
+  Args:
+    path: output PNG path; parent folders are created.
+    rows: ``(row label, [(panel title, image), ...])``; every row has as many panels, and
+      the row label heads its first panel's title. Images are (H, W, 3) uint8 or float
+      in [0, 1].
+    title: optional figure title.
+
+  Returns:
+    The path written, as a string.
+  """
+  columns = max(len(panels) for _, panels in rows)
+  height, width = _as_uint8(rows[0][1][0][1]).shape[:2]
+  panel_w = min(max(width, _MIN_PANEL_PIXELS), _MAX_PANEL_PIXELS) / _DPI
+  panel_h = panel_w * height / width
+  fig = Figure(figsize=(panel_w * columns, (panel_h + 0.5) * len(rows)
+                        + (0.35 if title else 0.0)), dpi=_DPI)
+  FigureCanvasAgg(fig)
+  for r, (label, panels) in enumerate(rows):
+    for c, (panel_title, image) in enumerate(panels):
+      image = _as_uint8(image)
+      ax = fig.add_subplot(len(rows), columns, r * columns + c + 1)
+      ax.imshow(image, interpolation='nearest' if max(image.shape[:2]) <= 64
+                else 'antialiased')
+      ax.set_title(f'{label}\n{panel_title}' if c == 0 else f'\n{panel_title}', fontsize=9)
+      ax.set_axis_off()
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
   buf = io.BytesIO()
   fig.savefig(buf, format='png')
   files.write_atomic(path, buf.getvalue())

@@ -27,16 +27,15 @@ pass the ``model`` block of the workdir's ``config.json`` (or that file's path).
 
 import logging
 import os
-from collections.abc import Mapping
 from typing import Any
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mh2f_jax.inference import backends
 from mh2f_jax.inference import ensemble as ensemble_lib
+from mh2f_jax.export import params_file
 from mh2f_jax.inference import forward
 from mh2f_jax import errors
 from mh2f_jax import model as model_lib
@@ -360,23 +359,12 @@ class Derainer(DerainerBase):
       errors.UserError: unreadable or malformed file, parameters that do not fit.
     """
     path = os.fspath(path)
-    try:
-      with open(path, 'rb') as f:
-        data = f.read()
-    except OSError as e:
-      raise errors.UserError(f'cannot read parameters file {path}: {e.strerror or e}') from None
-    try:
-      params = flax.serialization.msgpack_restore(data)
-    except Exception:  # pylint: disable=broad-except
-      # msgpack raises several unrelated types for corrupt input.
-      raise errors.UserError(
-          f'{path} is not a parameters file (expected Flax msgpack)') from None
-    if isinstance(params, Mapping) and set(params) == {'params'}:
-      params = params['params']
+    params = params_file.read_params(path)
     return cls.from_params(
         forward.read_model_config(model_config), params, checkpoint=path, source=path,
         mismatch_hint='was the file exported from another config? Give the config.json of '
         'the run that wrote it', **kwargs)
+
 
 class _SettingError(errors.UserError, ValueError):
   """An invalid tiling setting (a ValueError for library callers)."""

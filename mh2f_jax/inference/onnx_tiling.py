@@ -97,16 +97,7 @@ def _tile(stage: _Stage, windows: Sequence[np.ndarray], valid: np.ndarray,
 
 def _unit_sum_body(p: Mapping[str, Any]) -> Callable[..., str]:
   """A HADB unit's head activations (summed over the image part by the stage)."""
-  return lambda g, *inputs: g.relu(g.conv(g.cat(list(inputs)), p['head'], 'unit_head'))
-
-
-def _final_body(model: model_lib.MH2FNet, params: Mapping[str, Any]) -> Callable[..., str]:
-  """Head, fusion of (Lo, Le, Ld) and tail: the network with its MHEBs and HADB given."""
-  def body(g, x, le, ld):
-    lo = g.conv(x, params['head'], 'head')
-    y = g.conv(onnx_graph.fuse(g, model, params, lo, le, ld), params['tail'], 'tail')
-    return g.add(y, x) if model.global_residual else y
-  return body
+  return lambda g, *inputs: onnx_graph.unit_head(g, g.cat(list(inputs)), p, 'unit')
 
 
 def _build(model: model_lib.MH2FNet, params: Mapping[str, Any], key: tuple) -> _Stage:
@@ -114,7 +105,7 @@ def _build(model: model_lib.MH2FNet, params: Mapping[str, Any], key: tuple) -> _
   c = model.features
   kind = key[0]
   if kind == 'head':
-    return _Stage(lambda g, x: g.conv(x, params['head'], 'head'), [3])
+    return _Stage(lambda g, x: onnx_graph.head(g, params, x), [3])
   if kind == 'model':
     return _Stage(lambda g, x: onnx_graph.network(g, model, params, x), [3])
   if kind == 'mheb':
@@ -122,7 +113,8 @@ def _build(model: model_lib.MH2FNet, params: Mapping[str, Any], key: tuple) -> _
                                          'mheb')
     return _Stage(body, [c])
   if kind == 'final':
-    return _Stage(_final_body(model, params), [3, c, c])
+    return _Stage(lambda g, x, le, ld: onnx_graph.final(g, model, params, x, le, ld),
+                  [3, c, c])
   p = params['hadb'][f'unit_{key[1]}']
   channels = [c] if key[1] == 0 else [c, c]
   if kind == 'sum':

@@ -110,6 +110,11 @@ def mheb(g: Builder, x: str, p: Mapping[str, Any], layers: int, hint: str) -> st
   return g.add(x, g.op('Mul', [gamma, u0]))
 
 
+def unit_head(g: Builder, z: str, p: Mapping[str, Any], hint: str) -> str:
+  """A HADB unit's 1x1 head bottleneck and ReLU (what its channel attention averages)."""
+  return g.relu(g.conv(z, p['head'], f'{hint}_head'))
+
+
 def distill_unit(g: Builder, z: str, p: Mapping[str, Any], hint: str, *,
                  mean: str | None = None) -> str:
   """One HADB unit (``model.DistillUnit``) on NCHW ``z``.
@@ -117,7 +122,7 @@ def distill_unit(g: Builder, z: str, p: Mapping[str, Any], hint: str, *,
   ``mean``, when given, is used in place of the channel attention's mean of the head's
   output (the image's mean, in exact tiling).
   """
-  h = g.relu(g.conv(z, p['head'], f'{hint}_head'))
+  h = unit_head(g, z, p, hint)
   w = mean or g.op('ReduceMean', [h], axes=[2, 3], keepdims=1)
   w = g.relu(g.conv(w, p['ca_reduce'], f'{hint}_ca_reduce'))
   ca = g.op('Mul', [h, g.op('Sigmoid', [g.conv(w, p['ca_expand'], f'{hint}_ca_expand')])])
@@ -165,17 +170,32 @@ def _pad_to_multiple(g: Builder, x: str) -> tuple[str, str]:
   return g.op('Pad', [x, pads], 'padded', mode='edge'), hw
 
 
+def head(g: Builder, params: Mapping[str, Any], x: str) -> str:
+  """``Lo``: the 3x3 head conv on NCHW ``x``."""
+  return g.conv(x, params['head'], 'head')
+
+
+def final(g: Builder, model: model_lib.MH2FNet, params: Mapping[str, Any], x: str,
+          le: str, ld: str, lo: str | None = None) -> str:
+  """The network after its MHEBs and distillation: fusion, tail, global residual.
+
+  Without ``lo`` the head runs again on ``x``: the exact tiling's last stage recomputes
+  ``Lo``, which costs less than keeping it.
+  """
+  lo = head(g, params, x) if lo is None else lo
+  y = g.conv(fuse(g, model, params, lo, le, ld), params['tail'], 'tail')
+  return g.add(y, x) if model.global_residual else y
+
+
 def network(g: Builder, model: model_lib.MH2FNet, params: Mapping[str, Any], x: str) -> str:
   """The network on NCHW ``x`` (H and W multiples of 4); returns the raw output's name."""
-  lo = g.conv(x, params['head'], 'head')
+  lo = head(g, params, x)
   levels, h = [], lo
   for i in range(model.num_blocks):
     h = mheb(g, h, params[f'mheb_{i}'], model.dcr_layers, f'mheb_{i}')
     levels.append(h)
   ld = _distill(g, model, params, levels[:-1])
-  ls = fuse(g, model, params, lo, levels[-1], ld)
-  y = g.conv(ls, params['tail'], 'tail')
-  return g.add(y, x) if model.global_residual else y
+  return final(g, model, params, x, levels[-1], ld, lo)
 
 
 def make_model(g: Builder, inputs: Sequence[tuple[str, list[Any]]],

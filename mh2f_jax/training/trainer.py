@@ -10,6 +10,8 @@ The loop reads top to bottom; each piece lives in the module named for its job:
 * ``validation``: the eval step and the best checkpoint; ``metric_writer``:
   ``metrics.jsonl`` and TensorBoard; ``preemption``: SIGTERM/Ctrl-C.
 
+A fresh run starts from random weights, or from trained ones (``config.init_from``; see
+``init_from``); ``WORKDIR/run.json`` records which, and the datasets (``run_record``).
 The workdir is the unit of resumption: a run started on a workdir that has checkpoints
 continues from the newest, model state and data iterator together, so a resumed run
 gives bit-identical parameters to an uninterrupted one. Everything random is derived
@@ -35,6 +37,8 @@ from mh2f_jax.workdir import checkpoints
 from mh2f_jax import config_schema
 from mh2f_jax.datasets import input_pipeline
 from mh2f_jax.datasets import memory_cache
+from mh2f_jax.datasets import mixture
+from mh2f_jax.training import init_from
 from mh2f_jax.training import metric_writer
 from mh2f_jax import model as model_lib
 from mh2f_jax.training import optim
@@ -44,6 +48,7 @@ from mh2f_jax.workdir import save_loops
 from mh2f_jax.training import steps
 from mh2f_jax.training import validation
 from mh2f_jax.workdir import lock
+from mh2f_jax.workdir import run_record
 from mh2f_jax.errors import UserError
 
 
@@ -267,10 +272,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
       hflip=config.data.hflip, seed=config.seed, num_workers=config.data.num_workers)
   manager = checkpoints.create_train_manager(workdir, max_to_keep=config.max_to_keep)
   state = checkpoints.restore_train_state(
-      manager, steps.abstract_train_state(model, tx, config.seed, mesh, ema), train_iter
-  ) or steps.create_train_state(model, tx, config.seed, mesh, ema)
+      manager, steps.abstract_train_state(model, tx, config.seed, mesh, ema), train_iter)
+  state, origin = (state, None) if state else init_from.initial_state(config, model, tx,
+                                                                      mesh, ema)
   if is_main:  # Only now: a config that cannot restore the workdir's state is not saved.
     checkpoints.save_config(workdir, {**config.to_dict(), 'num_train_steps': num_train_steps})
+    run_record.save(workdir, mixture.describe(train_source, config.data), origin)
   start_step = step = int(jax.device_get(state.step))
   _log_setup(config, state, len(train_source), num_train_steps, start_step, workdir)
   train_step = steps.make_train_step(

@@ -17,17 +17,14 @@ import logging
 import os
 from typing import Any
 
-from etils import epath
 import grain
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 
 from mh2f_jax.workdir import recovery
 from mh2f_jax import files
 from mh2f_jax.errors import UserError
-from mh2f_jax.workdir import save_loops
 
 _log = logging.getLogger(__name__)
 

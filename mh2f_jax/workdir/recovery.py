@@ -24,7 +24,6 @@ from typing import Any
 from absl import logging as absl_logging
 from etils import epath
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from mh2f_jax.errors import UserError

@@ -104,6 +104,27 @@ def test_results_md_shows_the_papers_row():
   assert '| inf |' in unreported
 
 
+def test_results_md_says_what_the_run_trained_on_and_started_from():
+  summary = {'dataset': 'rain100h', 'split': 'test', 'step': 7, 'checkpoint': 'best',
+             'self_ensemble': False, 'num_images': 100, 'protocol': 'B', 'psnr_y': 27.5,
+             'ssim_y': 0.91, 'psnr_rgb': 26.0, 'ssim_rgb': 0.9, 'input_psnr_y': 13.1,
+             'input_ssim_y': 0.37, 'input_psnr_rgb': 12.0, 'input_ssim_rgb': 0.35}
+  run = {'trained_on': [
+      {'dataset': 'rain100h', 'split': 'train', 'count': 1254, 'weight': 0.5},
+      {'dataset': 'rain1400', 'split': 'train[:100]', 'count': 100, 'weight': 0.5}],
+         'weights': {'init_from': '/runs/a', 'kind': 'workdir', 'checkpoint': 'best',
+                     'step': 1200, 'params': 'ema', 'skipped': ['rpff/conv_o/bias']}}
+  md = evaluator._results_markdown({**summary, 'run': run})  # pylint: disable=protected-access
+  assert ('- Trained on: rain100h train (1254 pairs, 50% of the batches); rain1400 '
+          'train[:100] (100 pairs, 50% of the batches).') in md
+  assert ('- Started from: /runs/a, step 1200 (ema parameters); kept at their fresh '
+          'initialisation: rpff/conv_o/bias.') in md
+  fresh = evaluator._results_markdown(  # pylint: disable=protected-access
+      {**summary, 'run': {**run, 'weights': {'init_from': None, 'seed': 3}}})
+  assert '- Started from: random initialisation (seed 3).' in fresh
+  assert 'not recorded' in evaluator._results_markdown(summary)  # pylint: disable=protected-access
+
+
 def test_summary_json_has_no_bare_infinity():
   text = evaluator.summary_json({'psnr_y': math.inf, 'ssim_y': 1.0, 'step': 3})
   data = json.loads(text, parse_constant=lambda c: pytest.fail(f'non-JSON constant {c}'))

@@ -11,6 +11,7 @@ from mh2f_jax.inference import forward
 from mh2f_jax import model as model_lib
 from mh2f_jax.inference import blended_tiling
 from mh2f_jax.inference import tiling
+from mh2f_jax.model import receptive_field
 
 from inference_helper import random_params  # pylint: disable=g-bad-import-order
 
@@ -131,6 +132,13 @@ def _support_reach(fn, x):
   return reach
 
 
+def _radii(model):
+  """:func:`receptive_field.stage_margins` before the rounding up to the pooling grid."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(receptive_field, 'align_up', lambda n, multiple=receptive_field.ALIGN: n)
+    return receptive_field.stage_margins(model)
+
+
 @pytest.mark.parametrize('layers', [3, 2])
 def test_mheb_margin_covers_its_measured_receptive_field(layers):
   model = model_lib.MH2FNet(features=8, num_blocks=2, dcr_layers=layers)
@@ -141,17 +149,21 @@ def test_mheb_margin_covers_its_measured_receptive_field(layers):
   margin = tiling.stage_margins(model)['mheb']
   # The derived radius is the measured one (not just an upper bound), and the margin is
   # the smallest multiple of 4 covering it.
-  assert measured == tiling._reach(  # pylint: disable=protected-access
-      lambda lo, hi: tiling._mheb_interval(lo, hi, layers))  # pylint: disable=protected-access
-  assert margin - 4 < measured <= margin
+  assert measured == receptive_field._reach(  # pylint: disable=protected-access
+      lambda lo, hi: receptive_field._mheb_interval(lo, hi, layers))  # pylint: disable=protected-access
+  assert _radii(model)['mheb'] == measured
+  assert margin % 4 == 0 and margin - 4 < measured <= margin
 
 
-def test_whole_network_margin_covers_its_measured_receptive_field():
-  model, params, _ = _setup(distill='concat')
+@pytest.mark.parametrize('variant', [{}, {'fusion': 'add', 'dcr_layers': 2}])
+def test_whole_network_margin_covers_its_measured_receptive_field(variant):
+  model, params, _ = _setup(distill='concat', **variant)
   x = jnp.asarray(_image(196, 8, seed=4)[None])
   measured = _support_reach(lambda x: model.apply({'params': params}, x), x)
   margin = tiling.stage_margins(model)['model']
-  assert margin - 4 < measured <= margin
+  # As for an MHEB: the radius is the measured one; the margin rounds it up.
+  assert _radii(model)['model'] == measured
+  assert margin % 4 == 0 and margin - 4 < measured <= margin
 
 
 @pytest.mark.parametrize('stage', ['head', 'mheb', 'unit', 'final'])

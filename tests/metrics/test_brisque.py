@@ -11,42 +11,10 @@ model and are checked everywhere; the scores need the release's model files
 
 import numpy as np
 import pytest
-from scipy import ndimage
-from skimage import data as skdata
 
 from mh2f_jax.metrics import brisque
 from mh2f_jax.metrics import niqe
-
-
-def _blur(img, sigma):
-  return np.stack([ndimage.gaussian_filter(img[..., c].astype(np.float64),
-                                           sigma)
-                   for c in range(img.shape[-1])], axis=-1)
-
-
-def _noise(img, std, seed):
-  rng = np.random.default_rng(seed)
-  return img.astype(np.float64) + std * rng.standard_normal(img.shape)
-
-
-def _u8(x):
-  return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
-
-
-def parity_images():
-  """The images of test_niqe.parity_images(), made the same way."""
-  astro, coffee = skdata.astronaut(), skdata.coffee()
-  return {
-      'camera': skdata.camera(),
-      'astronaut': astro,
-      'coffee': coffee,
-      'chelsea': skdata.chelsea(),
-      'rocket': skdata.rocket(),
-      'astronaut_blur2': _u8(_blur(astro, 2.0)),
-      'astronaut_noise12': _u8(_noise(astro, 12.0, 0)),
-      'coffee_blur1_noise5': _u8(_noise(_blur(coffee, 1.0), 5.0, 1)),
-      'astronaut_blur1_float': np.clip(_blur(astro, 1.0), 0, 255),
-  }
+from parity_images import parity_images  # pylint: disable=g-bad-import-order
 
 
 # brisquescore.m in Octave on parity_images().

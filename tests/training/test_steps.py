@@ -1,5 +1,8 @@
 """Tests of mh2f_jax.training.steps (the sharded paths run in tests/training/test_trainer.py)."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,3 +89,33 @@ def test_ema_follows_the_params_without_changing_them(tiny_runs):
                      for t in (accum.ema_params, accum.params, initial))
   assert 0 < np.linalg.norm(ema - start) < np.linalg.norm(now - start)
   assert not np.allclose(ema, now)
+
+
+class _OneConv(nn.Module):
+  """A 3x3 conv: the accumulation's arithmetic, at a fraction of the network's compile time."""
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Conv(3, (3, 3))(x)
+
+
+def test_accumulated_grads_with_fewer_micro_batches_than_shards_are_the_batch_grads():
+  """K = 2 micro-batches of a batch split over 4 shards: the whole batch's mean gradient."""
+  model = _OneConv()
+  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))['params']
+  rng = np.random.default_rng(1)
+  batch = {k: jnp.asarray(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8))
+           for k in ('rainy', 'clean')}
+  key = jax.random.key(0)
+  grads, metrics = jax.jit(functools.partial(steps.loss_and_grads, model, 0.2, key))(
+      params, batch['rainy'], batch['clean'])
+  accumulated = functools.partial(steps.accumulated_grads, model, 0.2, key,
+                                  grad_accum_steps=2, num_shards=4)
+  acc_grads, acc_metrics = jax.jit(accumulated)(params, batch)
+  for name in ('loss', 'l1', 'ssim'):
+    np.testing.assert_allclose(acc_metrics[name], metrics[name], rtol=1e-5, err_msg=name)
+  for (path, g), a in zip(jax.tree.leaves_with_path(grads), jax.tree.leaves(acc_grads),
+                          strict=True):
+    np.testing.assert_allclose(a, g, rtol=1e-5, atol=1e-8,
+                               err_msg=jax.tree_util.keystr(path))
+  assert any(np.abs(g).max() > 0 for g in jax.tree.leaves(grads))

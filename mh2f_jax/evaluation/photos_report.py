@@ -1,0 +1,276 @@
+"""Evaluation of a workdir on photos that have no clean twin (real rain), by NIQE and BRISQUE.
+
+``evaluate_photos(workdir, folder)`` derains every photo directly inside ``folder`` (read
+as ``mh2f-derain`` reads it: EXIF orientation, alpha dropped, 16-bit and float images
+rounded to 8 bits for scoring) and scores the rainy input and the derained output with
+the no-reference measures of :mod:`mh2f_jax.metrics.no_reference`: NIQE as the LIVE
+release computes it (grey by ``rgb2gray``; the headline), NIQE on Y (BasicSR's input)
+and BRISQUE where its model files are supplied. Lower is better for all three, so a
+negative change is an improvement. It writes, each file atomically:
+
+```
+WORKDIR/eval/photos-<folder name>-step<STEP>[-flips|-x8][-raw]/
+  per_image.csv   name, width, height, input/derained/change of niqe, niqe_y and brisque,
+                  note (why a photo or a measure has no score)
+  summary.json    means over the photos each measure scored, and run facts
+  results.md      the means as a table, the photos that could not be scored
+  figure.png      rainy | derained of the photos whose NIQE improved most and least
+  images/         derained PNGs (with save_images)
+```
+A photo that cannot be read or scored (NIQE needs 192x192 pixels) gets its reason in
+``note`` and the run goes on; BRISQUE without its model files leaves its columns empty
+and says why once, in ``summary.json`` and ``results.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from mh2f_jax import errors
+from mh2f_jax import files
+from mh2f_jax import inference
+from mh2f_jax.evaluation import evaluator
+from mh2f_jax.evaluation import figures
+from mh2f_jax.inference import ensemble as ensemble_lib
+from mh2f_jax.metrics import no_reference
+
+MEASURES = no_reference.MEASURES
+# The measure that ranks photos for the figure: the release's NIQE.
+RANKING = 'niqe'
+PER_IMAGE_FIELDS = ('name', 'width', 'height',
+                    *(f'{kind}_{m}' for m in MEASURES
+                      for kind in ('input', 'derained', 'change')), 'note')
+
+
+def photos_dir_name(folder: str, step: int, *, self_ensemble: Any = False,
+                    raw_of_ema: bool = False) -> str:
+  """The report's folder name under ``WORKDIR/eval``: ``photos-<folder name>-step<STEP>...``."""
+  name = os.path.basename(os.path.normpath(os.path.abspath(folder)))
+  return evaluator.eval_dir_name('photos', name, step, self_ensemble=self_ensemble,
+                                 raw_of_ema=raw_of_ema)
+
+
+def list_photos(folder: str) -> list[str]:
+  """The image files directly inside ``folder``, sorted; a UserError if there are none."""
+  if not os.path.isdir(folder):
+    what = 'does not exist' if not os.path.exists(folder) else 'is not a folder'
+    raise errors.UserError(f'--photos {folder} {what}')
+  paths = files.list_images(folder)
+  if not paths:
+    raise errors.UserError(f'--photos {folder} holds no image files')
+  return paths
+
+
+def _score_photo(derainer: Any, scorer: no_reference.Scorer, path: str
+                 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
+  """One CSV row for a photo, and its (rainy, derained) uint8 pair (None if unreadable)."""
+  from mh2f_jax import metrics  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.inference import photos  # pylint: disable=g-import-not-at-top
+  row = {'name': os.path.basename(path), 'width': None, 'height': None, 'note': ''}
+  try:
+    loaded = photos.read_image(path)
+  except Exception as e:  # pylint: disable=broad-except
+    # Pillow raises many unrelated types for corrupt files; the other photos go on.
+    row['note'] = f'cannot read: {e}'
+    return row, None
+  pixels = loaded.pixels
+  rainy = pixels if pixels.dtype == np.uint8 else metrics.to_uint8(pixels)
+  row['height'], row['width'] = rainy.shape[:2]
+  derained = metrics.to_uint8(derainer.derain(pixels))
+  before, reasons = scorer.score(rainy)
+  after, _ = scorer.score(derained)
+  for m in MEASURES:
+    row[f'input_{m}'], row[f'derained_{m}'] = before[m], after[m]
+    row[f'change_{m}'] = None if before[m] is None else after[m] - before[m]
+  # BRISQUE's missing model is said once for the run, not on every row.
+  notes = dict.fromkeys(r for m, r in reasons.items()
+                        if not (m == 'brisque' and scorer.brisque_model is None))
+  row['note'] = '; '.join(notes)
+  return row, (rainy, derained)
+
+
+def _cell(value: Any) -> str:
+  if value is None:
+    return ''
+  return repr(float(value)) if isinstance(value, (float, np.floating)) else str(value)
+
+
+def per_image_csv(rows: list[dict[str, Any]]) -> str:
+  """``per_image.csv`` text: empty cells where a measure gave no score."""
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=PER_IMAGE_FIELDS, lineterminator='\n')
+  writer.writeheader()
+  for row in rows:
+    writer.writerow({k: _cell(row.get(k)) for k in PER_IMAGE_FIELDS})
+  return buf.getvalue()
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+  """Per measure: photos scored, mean input, derained and change, photos improved.
+
+  NaN scores (the release gives NaN for a flat image) are left out of the means.
+  """
+  summary = {'num_photos': len(rows),
+             'num_unreadable': sum(r['width'] is None for r in rows)}
+  for m in MEASURES:
+    scored = [r for r in rows if r.get(f'change_{m}') is not None
+              and np.isfinite(r[f'change_{m}'])]
+    mean = lambda key, part=scored: (float(np.mean([r[key] for r in part]))
+                                     if part else None)
+    summary[m] = {'photos': len(scored), 'input': mean(f'input_{m}'),
+                  'derained': mean(f'derained_{m}'), 'change': mean(f'change_{m}'),
+                  'improved': sum(r[f'change_{m}'] < 0 for r in scored)}
+  return summary
+
+
+def _fmt(value: float | None) -> str:
+  return '-' if value is None else f'{value:.3f}'
+
+
+def results_markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+  """``results.md``: the mean scores, the BRISQUE note and the photos without a score."""
+  lines = [f'# {summary["folder"]}: no-reference scores, step {summary["step"]}', '',
+           f'{summary["num_photos"]} photos; lower is better for every measure, so a '
+           'negative change is an improvement.', '',
+           '| measure | photos scored | rainy input | derained | change | improved |',
+           '|---|---|---|---|---|---|']
+  for m in MEASURES:
+    s = summary[m]
+    lines.append(f'| {no_reference.LABELS[m]} | {s["photos"]} | {_fmt(s["input"])} | '
+                 f'{_fmt(s["derained"])} | {_fmt(s["change"])} | {s["improved"]} |')
+  lines += ['', 'NIQE: the LIVE release (96x96 blocks, its pristine model, grey by MATLAB '
+            '`rgb2gray`); NIQE-Y: the same on Y of YCbCr (BasicSR `calculate_niqe`); '
+            'BRISQUE: the LIVE release. See docs/evaluation.md.']
+  if summary['brisque_unavailable']:
+    lines += ['', f'BRISQUE not scored: {summary["brisque_unavailable"]}']
+  unscored = [r for r in rows if r['note']]
+  if unscored:
+    lines += ['', '## Photos without every score', '']
+    lines += [f'- {r["name"]}: {r["note"]}' for r in unscored]
+  return '\n'.join(lines) + '\n'
+
+
+def _extremes(rows: list[dict[str, Any]]) -> tuple[str, str] | None:
+  """Names of the photos whose NIQE improved most and least (None: none was scored)."""
+  ranked = sorted((r[f'change_{RANKING}'], r['name']) for r in rows
+                  if r.get(f'change_{RANKING}') is not None
+                  and np.isfinite(r[f'change_{RANKING}']))
+  return (ranked[0][1], ranked[-1][1]) if ranked else None
+
+
+def _figure_rows(rows: list[dict[str, Any]], pairs: dict[str, tuple]) -> list[tuple]:
+  """(label, panels) of the best and the worst change, for ``figures.save_grid``."""
+  best, worst = _extremes(rows)
+  by_name = {r['name']: r for r in rows}
+  out = []
+  for label, name in (('best', best), ('worst', worst))[:1 if best == worst else 2]:
+    row, (rainy, derained) = by_name[name], pairs[name]
+    out.append((f'{label}: {name}', [
+        (f'rainy: NIQE {row[f"input_{RANKING}"]:.3f}', rainy),
+        (f'derained: NIQE {row[f"derained_{RANKING}"]:.3f} '
+         f'({row[f"change_{RANKING}"]:+.3f})', derained)]))
+  return out
+
+
+def _score_all(derainer: Any, scorer: no_reference.Scorer, paths: list[str], *,
+               images_dir: str | None, progress: bool
+               ) -> tuple[list[dict[str, Any]], dict[str, tuple]]:
+  """Rows of every photo, and the image pairs of the current best and worst only."""
+  rows, kept, used = [], {}, set()
+  for path in tqdm(paths, desc='eval photos', unit='img', disable=not progress):
+    row, pair = _score_photo(derainer, scorer, path)
+    rows.append(row)
+    if pair is None:
+      continue
+    if images_dir is not None:
+      # pylint: disable-next=protected-access
+      files.write_atomic(evaluator._image_path(images_dir, row['name'], used),
+                         files.encode_png(pair[1]))
+    kept[row['name']] = pair
+    # Holding every photo would take the memory of the whole folder.
+    keep = set(_extremes(rows) or ())
+    kept = {name: p for name, p in kept.items() if name in keep}
+  return rows, kept
+
+
+def evaluate_photos(workdir: str, folder: str, *, checkpoint: Any = 'latest',
+                    self_ensemble: Any = False, params: str = 'ema',
+                    save_images: bool = False, progress: bool = True,
+                    brisque_dir: str | None = None) -> dict[str, Any]:
+  """Derains the photos of a folder, scores input and output, and writes the report.
+
+  Args:
+    workdir: the training workdir (``config.json``, ``checkpoints/``).
+    folder: the photos (image files directly inside it; sub-folders are not read).
+    checkpoint: 'latest', 'best' or a step.
+    self_ensemble: 'flips' (or True), 'x8' or 'none' (or False).
+    params: 'ema' or 'raw' (as ``evaluator.evaluate``).
+    save_images: also write the derained PNGs under ``images/``.
+    progress: show a tqdm progress bar.
+    brisque_dir: folder of BRISQUE's ``allmodel``/``allrange``; None: as
+      ``metrics.brisque.load_model``.
+
+  Returns:
+    The summary written to ``summary.json``, plus the paths ``eval_dir``,
+    ``per_image_csv``, ``summary_json``, ``results_md``, ``figure`` (None when no photo
+    was scored) and ``images_dir`` (None without ``save_images``).
+
+  Raises:
+    errors.UserError: a missing folder or one without images, or a workdir, checkpoint
+      or ensemble that cannot be used.
+  """
+  from mh2f_jax.workdir import loading  # pylint: disable=g-import-not-at-top
+  paths = list_photos(folder)
+  ensemble = ensemble_lib.ensemble_name(self_ensemble)
+  config, values, step = loading.load_workdir(workdir, checkpoint, fallback=False,
+                                              params=params)
+  derainer = inference.Derainer.from_params(config.model, values, step=step,
+                                            checkpoint=checkpoint, self_ensemble=ensemble)
+  out_dir = os.path.join(workdir, 'eval', photos_dir_name(
+      folder, step, self_ensemble=ensemble,
+      raw_of_ema=params == 'raw' and config.get('ema_decay') is not None))
+  images_dir = os.path.join(out_dir, 'images') if save_images else None
+  os.makedirs(out_dir, exist_ok=True)
+  scorer = no_reference.Scorer.load(brisque_dir)
+  start = time.time()
+  rows, kept = _score_all(derainer, scorer, paths, images_dir=images_dir,
+                          progress=progress)
+  summary = {**summarise(rows), 'folder': os.path.abspath(folder), 'step': int(step),
+             'checkpoint': str(checkpoint), 'params': loading.params_kind(config, params),
+             'self_ensemble': ensemble, 'ranking': RANKING,
+             'brisque_unavailable': scorer.brisque_reason,
+             'seconds': round(time.time() - start, 2)}
+  paths_out = {name: os.path.join(out_dir, name)
+               for name in ('per_image.csv', 'summary.json', 'results.md', 'figure.png')}
+  files.write_atomic(paths_out['per_image.csv'], per_image_csv(rows).encode())
+  files.write_atomic(paths_out['summary.json'], evaluator.summary_json(summary).encode())
+  files.write_atomic(paths_out['results.md'], results_markdown(summary, rows).encode())
+  figure = None
+  if kept:
+    figure = figures.save_grid(paths_out['figure.png'], _figure_rows(rows, kept),
+                               title=f'NIQE change, step {step}')
+  return {**summary, 'eval_dir': out_dir, 'per_image_csv': paths_out['per_image.csv'],
+          'summary_json': paths_out['summary.json'], 'results_md': paths_out['results.md'],
+          'figure': figure, 'images_dir': images_dir}
+
+
+def format_summary(result: dict[str, Any]) -> str:
+  """A few human-readable lines of an :func:`evaluate_photos` result."""
+  lines = [f'{result["folder"]}, step {result["step"]}, {result["num_photos"]} photos '
+           '(lower is better):']
+  for m in MEASURES:
+    s = result[m]
+    if s['photos']:
+      lines.append(f'  {no_reference.LABELS[m]:8s} rainy {s["input"]:.3f} -> derained '
+                   f'{s["derained"]:.3f} ({s["change"]:+.3f}; {s["improved"]} of '
+                   f'{s["photos"]} improved)')
+  if result['brisque_unavailable']:
+    lines.append(f'  BRISQUE not scored: {result["brisque_unavailable"]}')
+  return '\n'.join(lines)

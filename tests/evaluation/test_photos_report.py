@@ -1,0 +1,162 @@
+"""Tests for the no-reference report of photos without ground truth (eval.py --photos)."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mh2f_jax import errors
+from mh2f_jax import eval as eval_command
+from mh2f_jax import inference
+from mh2f_jax.datasets import rain
+from mh2f_jax.datasets import synthetic
+from mh2f_jax.evaluation import photos_report
+from mh2f_jax.metrics import brisque
+from mh2f_jax.metrics import niqe
+from mh2f_jax.metrics import no_reference
+
+from inference_helper import tiny_run  # pylint: disable=g-bad-import-order
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(name='run', scope='module')
+def _run_fixture(tmp_path_factory):
+  return tiny_run(tmp_path_factory)
+
+
+def _rainy_photo(name, height, width, seed):
+  photo = synthetic.test_photo(name)[:height, :width]
+  return rain.add_rain(photo, np.random.default_rng(seed), 'light')
+
+
+@pytest.fixture(name='folder')
+def _folder(tmp_path):
+  """Two scoreable photos, one too small for NIQE and one that is not an image."""
+  folder = tmp_path / 'street'
+  folder.mkdir()
+  Image.fromarray(_rainy_photo('chelsea', 200, 256, 0)).save(folder / 'cat.png')
+  Image.fromarray(_rainy_photo('grace_hopper', 200, 256, 1)).save(folder / 'grace.png')
+  Image.fromarray(_rainy_photo('chelsea', 120, 150, 2)).save(folder / 'small.png')
+  (folder / 'broken.jpg').write_bytes(b'not a jpeg')
+  return folder
+
+
+@pytest.fixture(name='model_dir')
+def _model_dir(tmp_path):
+  """A made-up BRISQUE model of the release's shape, in libsvm's text formats."""
+  rng = np.random.default_rng(7)
+  lines = ['svm_type epsilon_svr', 'kernel_type rbf', 'gamma 0.05', 'nr_class 2',
+           'total_sv 5', 'rho -1.5', 'SV']
+  for coef in rng.uniform(-5, 5, 5):
+    lines.append(f'{coef} ' + ' '.join(f'{i + 1}:{v}' for i, v in
+                                      enumerate(rng.uniform(-1, 1, 36))))
+  folder = tmp_path / 'brisque_model'
+  folder.mkdir()
+  (folder / 'allmodel').write_text('\n'.join(lines) + '\n')
+  (folder / 'allrange').write_text('x\n-1 1\n' + ''.join(
+      f'{i + 1} 0 {2 + i}\n' for i in range(36)))
+  return folder
+
+
+def _read_csv(path):
+  with open(path, newline='') as f:
+    return {row['name']: row for row in csv.DictReader(f)}
+
+
+def test_report_scores_input_and_output_and_explains_the_rest(run, folder):
+  result = photos_report.evaluate_photos(run.workdir, str(folder), progress=False)
+  assert os.path.basename(result['eval_dir']).startswith('photos-street-step')
+  rows = _read_csv(result['per_image_csv'])
+  assert set(rows) == {'cat.png', 'grace.png', 'small.png', 'broken.jpg'}
+  derainer = inference.Derainer.from_workdir(run.workdir, 'latest')
+  for name in ('cat.png', 'grace.png'):
+    rainy = np.asarray(Image.open(folder / name))
+    derained = derainer.derain(rainy)
+    row = rows[name]
+    assert float(row['input_niqe']) == pytest.approx(niqe.niqe(rainy), abs=1e-9)
+    assert float(row['input_niqe_y']) == pytest.approx(niqe.niqe(rainy, variant='y'),
+                                                       abs=1e-9)
+    assert float(row['derained_niqe']) == pytest.approx(niqe.niqe(derained), abs=1e-6)
+    assert float(row['change_niqe']) == pytest.approx(
+        float(row['derained_niqe']) - float(row['input_niqe']))
+    # No model files in the package: BRISQUE cells stay empty, and no row repeats why.
+    assert row['input_brisque'] == '' and row['note'] == ''
+  assert rows['small.png']['input_niqe'] == '' and '192x192' in rows['small.png']['note']
+  assert rows['small.png']['width'] == '150'
+  assert rows['broken.jpg']['note'].startswith('cannot read')
+  summary = json.loads(open(result['summary_json']).read())
+  assert summary['niqe']['photos'] == 2 and summary['num_photos'] == 4
+  assert summary['niqe']['input'] == pytest.approx(
+      np.mean([float(rows[n]['input_niqe']) for n in ('cat.png', 'grace.png')]))
+  assert 'allmodel' in summary['brisque_unavailable']
+  text = open(result['results_md']).read()
+  assert text.count('BRISQUE not scored') == 1 and 'small.png' in text and 'broken.jpg' in text
+  assert Image.open(result['figure']).size[0] > 200
+
+
+def test_brisque_is_scored_when_its_model_is_supplied(run, folder, model_dir):
+  for name in ('small.png', 'broken.jpg'):
+    os.remove(folder / name)
+  result = photos_report.evaluate_photos(run.workdir, str(folder), progress=False,
+                                         brisque_dir=str(model_dir))
+  rows = _read_csv(result['per_image_csv'])
+  model = brisque.load_model(model_dir)
+  rainy = np.asarray(Image.open(folder / 'cat.png'))
+  assert float(rows['cat.png']['input_brisque']) == pytest.approx(
+      brisque.brisque(rainy, model=model), abs=1e-9)
+  assert result['brisque_unavailable'] is None and result['brisque']['photos'] == 2
+  assert 'BRISQUE not scored' not in open(result['results_md']).read()
+
+
+def test_scorer_reasons_for_a_small_image():
+  image = np.full((100, 300, 3), 128, np.uint8)
+  values, reasons = no_reference.Scorer(None, 'no model').score(image)
+  assert values == {'niqe': None, 'niqe_y': None, 'brisque': None}
+  assert '192x192' in reasons['niqe'] and reasons['brisque']
+
+
+def test_best_and_worst_are_the_extremes_of_the_niqe_change():
+  rows = [{'name': n, 'change_niqe': c} for n, c in
+          (('a', 0.5), ('b', -1.0), ('c', None), ('d', math.nan), ('e', 2.0))]
+  assert photos_report._extremes(rows) == ('b', 'e')  # pylint: disable=protected-access
+  assert photos_report._extremes(rows[2:4]) is None  # pylint: disable=protected-access
+
+
+def test_bad_folders_are_user_errors(run, tmp_path):
+  with pytest.raises(errors.UserError, match='does not exist'):
+    photos_report.evaluate_photos(run.workdir, str(tmp_path / 'nowhere'), progress=False)
+  with pytest.raises(errors.UserError, match='no image files'):
+    photos_report.evaluate_photos(run.workdir, str(tmp_path), progress=False)
+
+
+def _eval(args, cwd):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': REPO}
+  return subprocess.run([sys.executable, os.path.join(REPO, 'eval.py'), *args],
+                        capture_output=True, text=True, env=env, cwd=str(cwd), timeout=300)
+
+
+def test_eval_cli_photos(run, folder, tmp_path):
+  ok = _eval([f'--workdir={run.workdir}', f'--photos={folder}'], tmp_path)
+  assert ok.returncode == 0, ok.stderr
+  assert 'NIQE' in ok.stdout and 'BRISQUE not scored' in ok.stdout
+  results = [line.split(': ', 1)[1] for line in ok.stdout.splitlines()
+             if line.startswith(('results: ', 'figure: '))]
+  assert len(results) == 2 and all(os.path.isfile(p) for p in results)
+  bad = _eval([f'--workdir={run.workdir}', f'--photos={tmp_path / "nowhere"}'], tmp_path)
+  assert bad.returncode == 2
+  assert bad.stderr.strip().splitlines()[-1].startswith('error: --photos')
+  assert 'Traceback' not in bad.stderr
+
+
+def test_test_split_flags_are_refused_with_photos(run, folder, capsys):
+  for flag in ('--split=train', '--protocol=A', '--data_dir=/tmp'):
+    assert eval_command.run([f'--workdir={run.workdir}', f'--photos={folder}', flag]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f'error: {flag.split("=")[0]} applies to the test split, not to --photos')

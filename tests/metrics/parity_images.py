@@ -1,0 +1,40 @@
+"""The images both no-reference parity tests score: photos that ship with scikit-image,
+and blurred and noisy versions of them like a deraining output. The Octave reference
+values in test_niqe.py and test_brisque.py were computed on exactly these images.
+"""
+
+import numpy as np
+from scipy import ndimage
+from skimage import data as skdata
+
+
+def _blur(img, sigma):
+  out = np.stack([ndimage.gaussian_filter(img[..., c].astype(np.float64), sigma)
+                  for c in range(img.shape[-1])], axis=-1)
+  return out
+
+
+def _noise(img, std, seed):
+  rng = np.random.default_rng(seed)
+  return img.astype(np.float64) + std * rng.standard_normal(img.shape)
+
+
+def _u8(x):
+  return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
+
+
+def parity_images():
+  """Name -> image: photos, and blurred/noisy ones like a deraining output."""
+  astro, coffee = skdata.astronaut(), skdata.coffee()
+  return {
+      'camera': skdata.camera(),
+      'astronaut': astro,
+      'coffee': coffee,
+      'chelsea': skdata.chelsea(),  # 300x451: cropped to 288x384
+      'rocket': skdata.rocket(),
+      'astronaut_blur2': _u8(_blur(astro, 2.0)),
+      'astronaut_noise12': _u8(_noise(astro, 12.0, 0)),
+      'coffee_blur1_noise5': _u8(_noise(_blur(coffee, 1.0), 5.0, 1)),
+      # Float input: no rounding anywhere, as for a MATLAB double image.
+      'astronaut_blur1_float': np.clip(_blur(astro, 1.0), 0, 255),
+  }
