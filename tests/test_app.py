@@ -134,7 +134,7 @@ def _derain_in_page(driver, url: str, photo) -> None:
 
 
 def test_derain_uploads_names_outputs_as_the_cli_and_skips_bad_files(run, tmp_path):
-  from mh2f_jax import app
+  from mh2f_jax.inference import web_page
   from mh2f_jax.inference import photos
   from mh2f_jax import inference
   rainy = fake_pair(20, 24, seed=3)[0]
@@ -144,7 +144,7 @@ def test_derain_uploads_names_outputs_as_the_cli_and_skips_bad_files(run, tmp_pa
   paths = [str(tmp_path / n) for n in ('a.png', 'bad.png', 'a.tif')]
   calls = []
   derainer = inference.Derainer.from_workdir(run.workdir, 'latest')
-  results, failures = app.derain_uploads(derainer, paths, str(tmp_path / 'out'),
+  results, failures = web_page.derain_uploads(derainer, paths, str(tmp_path / 'out'),
                                        progress=lambda p, desc: calls.append((p, desc)))
   assert [os.path.basename(r.output) for r in results] == ['a.png', 'a.tif.png']
   assert len(failures) == 1 and 'bad.png' in failures[0]
@@ -191,7 +191,7 @@ def test_page_derains_like_the_cli(run, photo, tmp_path, source):
 
 
 def test_quality_text_shows_rainy_and_derained_scores():
-  from mh2f_jax import app
+  from mh2f_jax.inference import web_page
   from mh2f_jax.datasets import synthetic
   from mh2f_jax.metrics import brisque
   from mh2f_jax.metrics import niqe
@@ -203,21 +203,21 @@ def test_quality_text_shows_rainy_and_derained_scores():
       feature_min=np.full(36, -1.0), feature_max=np.full(36, 10.0))
   after = synthetic.test_photo('chelsea')[:200, :240]
   before = np.maximum(after, (np.arange(240) % 9 == 0)[None, :, None] * 230).astype(np.uint8)
-  text = app.quality_text(before, after, no_reference.Scorer(model))
+  text = web_page.quality_text(before, after, no_reference.Scorer(model))
   assert text == (f'NIQE {niqe.niqe(before):.2f} -> {niqe.niqe(after):.2f}, '
                   f'BRISQUE {brisque.brisque(before, model=model):.2f} -> '
                   f'{brisque.brisque(after, model=model):.2f} (lower is better)')
-  small = app.quality_text(before[:100], after[:100], no_reference.Scorer(None, 'gone'))
+  small = web_page.quality_text(before[:100], after[:100], no_reference.Scorer(None, 'gone'))
   assert small.startswith('NIQE: NIQE needs at least 192x192')
   assert 'BRISQUE: no model files' in small
 
 
 def test_each_result_carries_its_scores(run, tmp_path):
-  from mh2f_jax import app
+  from mh2f_jax.inference import web_page
   from mh2f_jax import inference
   Image.fromarray(fake_pair(20, 24, seed=3)[0]).save(tmp_path / 'a.png')
   derainer = inference.Derainer.from_workdir(run.workdir, 'latest')
-  results, _ = app.derain_uploads(derainer, [str(tmp_path / 'a.png')], str(tmp_path / 'out'))
+  results, _ = web_page.derain_uploads(derainer, [str(tmp_path / 'a.png')], str(tmp_path / 'out'))
   first, scores = results[0].message.split('  \n  ')
   assert first.startswith('a.png -> a.png') and scores.startswith('NIQE: ')
   assert scores.endswith('(lower is better)')

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from mh2f_jax import app
+from mh2f_jax.inference import web_page
 from mh2f_jax import inference
 
 from inference_helper import fake_pair  # pylint: disable=g-bad-import-order
@@ -48,14 +49,14 @@ def test_uploads_above_max_pixels_are_refused_from_the_header_by_their_own_name(
   _png_declaring(uploads / 'huge.png', 11000, 10000)  # 110 MP, above the default cap.
   (uploads / 'bad.png').write_bytes(b'not a png')
   derainer = inference.Derainer.from_workdir(run.workdir, 'latest')
-  results, failures = app.derain_uploads(
+  results, failures = web_page.derain_uploads(
       derainer, [str(uploads / 'huge.png'), str(uploads / 'bad.png')], str(tmp_path / 'o'))
   assert not results
   assert failures[0] == ('cannot read huge.png: image of 110,000,000 pixels is above '
                          '--max_pixels=100,000,000 (pass a larger --max_pixels, or 0 for no '
                          'cap, to read it)')
   assert failures[1].startswith('cannot read bad.png: ') and str(uploads) not in failures[1]
-  _, failures = app.derain_uploads(derainer, [str(uploads / 'huge.png')],
+  _, failures = web_page.derain_uploads(derainer, [str(uploads / 'huge.png')],
                                    str(tmp_path / 'o2'), max_pixels=1000)
   assert 'above --max_pixels=1,000 ' in failures[0]
 
@@ -65,9 +66,9 @@ def test_the_page_has_max_pixels_and_a_bounded_one_at_a_time_queue(run, tmp_path
   assert app.run(['--help']) == 0
   assert '--max_pixels' in capsys.readouterr().out
   derainer = inference.Derainer.from_workdir(run.workdir, 'latest')
-  page = app.build_page(derainer, 'test', str(tmp_path))
+  page = web_page.build_page(derainer, 'test', str(tmp_path))
   queue = page._queue  # pylint: disable=protected-access  (Gradio keeps no public view)
-  assert queue.max_size == app.QUEUE_SIZE and queue.default_concurrency_limit == 1
+  assert queue.max_size == web_page.QUEUE_SIZE and queue.default_concurrency_limit == 1
 
 
 @pytest.mark.parametrize('args, message', [
