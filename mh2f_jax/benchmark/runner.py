@@ -108,21 +108,25 @@ def _model(table: table_lib.Table, config: ml_collections.ConfigDict, size: int)
 
 
 def _train(table: table_lib.Table, config: ml_collections.ConfigDict, s: Sizes) -> None:
+  # Rows in the order of growing memory, so that the first device's peak since the run
+  # started (JAX cannot reset it) is each row's own.
   table.section('train step', ['dtype', 'batch', 'patch', 'images_per_s', 'step_ms',
                                'compile_s', 'steps', 'xla_memory_gib', 'peak_memory_gib',
                                'loss_finite'],
                 note='peak_memory_gib: the first device, since the run started')
-  for dtype in ('float32', 'bfloat16'):
+  dtypes = ('bfloat16', 'float32')
+  for dtype in dtypes:
     config.model.dtype = dtype
     table.row('train step', **train_speed.measure(config, 16, seconds=s.step_seconds))
-    if s.max_batch > 16:
-      row, refused = train_speed.largest_batch(config, max_batch=s.max_batch, min_batch=32,
-                                               seconds=s.step_seconds)
-      if refused:
-        table.note('train step', f'{dtype}: out of memory at batch '
-                   f'{", ".join(map(str, refused))}')
-      if row:
-        table.row('train step', **row)
+  for dtype in dtypes if s.max_batch > 16 else ():
+    config.model.dtype = dtype
+    row, refused = train_speed.largest_batch(config, max_batch=s.max_batch, min_batch=32,
+                                             seconds=s.step_seconds)
+    if refused:
+      table.note('train step', f'{dtype}: out of memory at batch '
+                 f'{", ".join(map(str, refused))}')
+    if row:
+      table.row('train step', **row)
   config.model.dtype = 'float32'
 
 

@@ -103,7 +103,8 @@ def save(output: str, result: dict[str, Any], markdown: str, overwrite: bool) ->
   os.makedirs(output, exist_ok=True)
   write = files.write_atomic if overwrite else files.write_new
   paths = [os.path.join(output, n) for n in OUTPUT_NAMES]
-  text = json.dumps(files.json_safe(result), indent=2, sort_keys=True) + '\n'
+  # Not key-sorted: the sections keep the order they ran in.
+  text = json.dumps(files.json_safe(result), indent=2) + '\n'
   try:
     write(paths[0], text.encode())
     write(paths[1], markdown.encode())
