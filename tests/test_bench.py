@@ -135,3 +135,14 @@ def test_batch_search_lets_other_errors_through(monkeypatch):
   monkeypatch.setattr(train_speed, 'measure', broken)
   with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):
     train_speed.largest_batch(None, max_batch=64, min_batch=32)
+
+
+def test_peer_without_torch_is_skipped_with_the_reason(tmp_path):
+  from mh2f_jax.benchmark import peer
+  got = peer.run_peer(sys.executable, str(tmp_path / 'absent.py'), [], timeout=60)
+  assert 'error' in got and not got.get('no_torch')
+  script = tmp_path / 'needs_torch.py'
+  script.write_text('import torch\n')
+  got = peer.run_peer(sys.executable, str(script), [], timeout=60)
+  assert got['no_torch'] is True and "No module named 'torch'" in got['error']
+  assert peer.run_peer('/no/such/python', str(script), [], timeout=60)['no_torch'] is True

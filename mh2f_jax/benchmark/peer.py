@@ -28,18 +28,6 @@ def find_script(path: str | None) -> str | None:
   return next((p for p in DEFAULT_LOCATIONS if os.path.isfile(p)), None)
 
 
-def torch_available(python: str) -> str | None:
-  """Why ``python`` cannot run the peer (no such interpreter, no torch), or None."""
-  try:
-    done = subprocess.run([python, '-c', 'import torch'], capture_output=True, text=True,
-                          timeout=120, check=False)
-  except (OSError, subprocess.TimeoutExpired) as e:
-    return f'{python}: {e}'
-  if done.returncode:
-    return f'torch is not importable by {python}'
-  return None
-
-
 def run_peer(python: str, script: str, args: list[str], timeout: float) -> dict[str, Any]:
   """Runs the peer once; its JSON line, or ``{'error': ...}`` (a failure, a timeout)."""
   try:
@@ -47,10 +35,13 @@ def run_peer(python: str, script: str, args: list[str], timeout: float) -> dict[
                           timeout=timeout, check=False)
   except subprocess.TimeoutExpired:
     return {'error': f'timed out after {timeout:.0f} s'}
+  except OSError as e:  # No such interpreter.
+    return {'error': f'{python}: {e.strerror}', 'no_torch': True}
   lines = [l for l in done.stdout.splitlines() if l.startswith('{')]
   if done.returncode or not lines:
     tail = (done.stderr.strip().splitlines() or ['no output'])[-1]
-    return {'error': f'exit status {done.returncode}: {tail}'}
+    return {'error': f'exit status {done.returncode}: {tail}',
+            'no_torch': "No module named 'torch'" in done.stderr}
   return json.loads(lines[-1])
 
 

@@ -169,21 +169,23 @@ def _peer(table: table_lib.Table, options: Options, config: ml_collections.Confi
                 note='ratio: project speed / peer speed (above 1: the project is faster)')
   script = peer_lib.find_script(options.peer)
   python = options.peer_python or peer_lib.default_python()
-  why = ('no bench_torch.py (give --peer)' if script is None
-         else peer_lib.torch_available(python))
-  if why:
-    table.note('peer', f'skipped: {why}')
-    return {'skipped': why}
+  if script is None:
+    table.note('peer', 'skipped: no bench_torch.py (give --peer)')
+    return {'skipped': 'no bench_torch.py'}
   args = peer_lib.peer_args(jax.devices()[0].platform, 16, 64, s.infer_square,
                             s.peer_steps, config.model)
   results = {}
   for variant, extra in peer_lib.VARIANTS:
     got = results[variant] = peer_lib.run_peer(python, script, [*args, *extra],
                                                s.peer_timeout_s)
+    if got.get('no_torch'):  # The other variants would fail the same way.
+      table.note('peer', f'skipped: {python} cannot run the peer ({got["error"]}); give '
+                 '--peer_python, a Python with torch')
+      return {'skipped': got['error']}
     if 'error' in got:
       table.note('peer', f'{variant}: {got["error"]}')
       continue
-    mine = project['bfloat16' if 'bf16' in extra else 'float32']
+    mine = project['bfloat16' if '--bf16' in extra else 'float32']
     table.row('peer', variant=variant, peer_images_per_s=got['train_img_per_s'],
               project_images_per_s=mine, ratio_train=mine / got['train_img_per_s'],
               peer_s_per_mp=got['infer_s_per_mp'], project_s_per_mp=project['s_per_mp'],
