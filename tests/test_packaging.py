@@ -19,7 +19,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ('mh2f-train', 'mh2f-eval', 'mh2f-derain', 'mh2f-datasets', 'mh2f-export',
-            'mh2f-app')
+            'mh2f-app', 'mh2f-bench')
 
 
 def _run(args, cwd, timeout=240, **kwargs):
@@ -92,7 +92,10 @@ def test_every_command_answers_help(env, command):
   # absl's --help (train, eval) exits with status 1; argparse's with 0.
   expected = (0, 1) if command in ('mh2f-train', 'mh2f-eval') else (0,)
   assert out.returncode in expected, out.stdout + out.stderr
-  assert '--workdir' in out.stdout or 'prepare' in out.stdout, out.stdout
+  if command == 'mh2f-bench':
+    assert '--output' in out.stdout and '--quick' in out.stdout, out.stdout
+  else:
+    assert '--workdir' in out.stdout or 'prepare' in out.stdout, out.stdout
 
 
 def test_python_m_runs_outside_the_checkout(env):
