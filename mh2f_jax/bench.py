@@ -39,12 +39,13 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                       'missing).', flag_values=values, required=True)
   flags.DEFINE_bool('overwrite', False, 'Replace bench.json and bench.md there.',
                     flag_values=values)
-  flags.DEFINE_bool('quick', False, 'Small sizes everywhere (a few minutes on a CPU).',
+  flags.DEFINE_bool('quick', False, 'Small sizes everywhere and a small model (features 8, '
+                    '2 blocks, unless --features/--blocks): a few minutes on a CPU.',
                     flag_values=values)
   flags.DEFINE_integer('features', None, "model.features (default: the default model's "
-                       '32).', flag_values=values, lower_bound=1)
+                       '32; 8 with --quick).', flag_values=values, lower_bound=1)
   flags.DEFINE_integer('blocks', None, "model.num_blocks (default: the default model's "
-                       '8).', flag_values=values, lower_bound=1)
+                       '8; 2 with --quick).', flag_values=values, lower_bound=1)
   flags.DEFINE_integer('max_batch', None, 'The first batch the largest-batch search tries, '
                        'a power of two (default 256; 32 with --quick).', flag_values=values,
                        lower_bound=32)

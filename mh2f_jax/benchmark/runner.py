@@ -58,6 +58,10 @@ class Sizes:
   peer_timeout_s: float
 
 
+# (features, num_blocks) of --quick unless --features / --blocks say otherwise.
+QUICK_MODEL = (8, 2)
+
+
 def sizes(options: Options, platform: str) -> Sizes:
   """The full sizes, or the ``quick`` ones."""
   if options.quick:
@@ -71,6 +75,10 @@ def sizes(options: Options, platform: str) -> Sizes:
 def base_config(options: Options) -> ml_collections.ConfigDict:
   """The default config with the model the options name and the paper's batch."""
   config = default_config.get_config()
+  if options.quick:
+    # The quick run checks an installation in minutes on a CPU: a small model unless
+    # one is named (the default model's quick run took far longer than that).
+    config.model.features, config.model.num_blocks = QUICK_MODEL
   if options.features:
     config.model.features = options.features
   if options.num_blocks:
