@@ -97,13 +97,16 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
   from mh2f_jax.inference import ensemble  # pylint: disable=g-import-not-at-top
   from mh2f_jax.inference import photo_run  # pylint: disable=g-import-not-at-top
   from mh2f_jax.inference import photos  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.runtime import compile_count  # pylint: disable=g-import-not-at-top
   plan = photos.plan_outputs(values.input, values.output, overwrite=values.overwrite)
-  derainer = cli.load_derainer(
-      values, self_ensemble=ensemble.from_flags(values.self_ensemble, values.ensemble))
-  print(f'model: {cli.describe_derainer(values, derainer)}, backend {derainer.backend}')
-  failed = photo_run.derain_photos(derainer, plan, photo_run.Options(
-      values.output, values.overwrite, values.compare, values.max_pixels))
+  with compile_count.counting() as compiled:
+    derainer = cli.load_derainer(
+        values, self_ensemble=ensemble.from_flags(values.self_ensemble, values.ensemble))
+    print(f'model: {cli.describe_derainer(values, derainer)}, backend {derainer.backend}')
+    failed = photo_run.derain_photos(derainer, plan, photo_run.Options(
+        values.output, values.overwrite, values.compare, values.max_pixels))
   print(f'derained {len(plan) - failed} of {len(plan)} image(s) into {values.output}')
+  print(compiled.summary())
   if failed:
     print(f'error: {failed} file(s) could not be derained (see above)', file=sys.stderr)
   return 1 if failed else 0
