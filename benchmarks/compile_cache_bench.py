@@ -64,6 +64,7 @@ def child(args: argparse.Namespace) -> dict:
   lowered.compile()  # XLA's compile, or the load from a filled cache
   t3 = time.perf_counter()
   train_s, train_cpu_s = t3 - t0, time.process_time() - cpu0
+  parts = {'trace_s': t1 - t0, 'lower_s': t2 - t1, 'compile_or_load_s': t3 - t2}
   cache_bytes = sum(os.path.getsize(os.path.join(d, f))
                     for d, _, names in os.walk(args.cache_dir) for f in names)
   eval_step = steps.make_eval_step(model)
@@ -75,8 +76,7 @@ def child(args: argparse.Namespace) -> dict:
   # CPU seconds (all threads of this process) next to wall seconds: on a shared host
   # the wall time grows with the load.
   return {'init_s': init_s, 'train_step_compile_s': train_s,
-          'trace_s': t1 - t0, 'lower_s': t2 - t1, 'compile_or_load_s': t3 - t2,
-          'cache_bytes_after_train_step': cache_bytes, 'scan_blocks': not args.unrolled,
+          **parts, 'cache_bytes_after_train_step': cache_bytes, 'scan_blocks': not args.unrolled,
           'train_step_compile_cpu_s': train_cpu_s, 'eval_steps_s': eval_s,
           'eval_steps_cpu_s': eval_cpu_s, 'eval_sizes': args.sizes,
           'load_avg_1min': os.getloadavg()[0]}
