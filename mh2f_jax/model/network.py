@@ -118,7 +118,7 @@ class MH2FNet(nn.Module):
   dtype: Any = jnp.float32
   remat: bool = False
   conv_kernel_grad: str = 'auto'
-  scan_blocks: bool = True
+  scan_blocks: bool = False
 
   def __post_init__(self):
     self._validate()
