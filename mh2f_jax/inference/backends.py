@@ -28,7 +28,6 @@ import numpy as np
 
 from mh2f_jax import errors
 from mh2f_jax import model as model_lib
-from mh2f_jax.inference import forward
 from mh2f_jax.inference import size_buckets
 
 _log = logging.getLogger(__name__)
