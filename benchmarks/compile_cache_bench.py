@@ -10,6 +10,7 @@ filled. One JSON line per process, then a summary line.
 Usage::
 
   python benchmarks/compile_cache_bench.py [--features 32] [--blocks 8] [--sizes 4]
+      [--scan_blocks]     # model.scan_blocks=True
       [--cache_dir DIR]   # default: a new temporary folder, removed afterwards
 """
 
@@ -45,6 +46,7 @@ def child(args: argparse.Namespace) -> dict:
   compile_cache.enable(args.cache_dir)
   config = default.get_config()
   config.model.features, config.model.num_blocks = args.features, args.blocks
+  config.model.scan_blocks = args.scan_blocks
   model = model_lib.from_config(config.model)
   mesh = steps.create_mesh()
   tx, _ = optim.create_optimizer(config.optim, 1000)
@@ -55,8 +57,16 @@ def child(args: argparse.Namespace) -> dict:
   shape = (config.batch_size, config.data.patch_size, config.data.patch_size, 3)
   batch = {k: np.zeros(shape, np.uint8) for k in ('rainy', 'clean')}
   t0, cpu0 = time.perf_counter(), time.process_time()
-  step.lower(state, batch).compile()
-  train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+  traced = step.trace(state, batch)
+  t1 = time.perf_counter()
+  lowered = traced.lower()
+  t2 = time.perf_counter()
+  lowered.compile()  # XLA's compile, or the load from a filled cache
+  t3 = time.perf_counter()
+  train_s, train_cpu_s = t3 - t0, time.process_time() - cpu0
+  parts = {'trace_s': t1 - t0, 'lower_s': t2 - t1, 'compile_or_load_s': t3 - t2}
+  cache_bytes = sum(os.path.getsize(os.path.join(d, f))
+                    for d, _, names in os.walk(args.cache_dir) for f in names)
   eval_step = steps.make_eval_step(model)
   t0, cpu0 = time.perf_counter(), time.process_time()
   for height, width in _sizes(args.sizes):
@@ -66,6 +76,7 @@ def child(args: argparse.Namespace) -> dict:
   # CPU seconds (all threads of this process) next to wall seconds: on a shared host
   # the wall time grows with the load.
   return {'init_s': init_s, 'train_step_compile_s': train_s,
+          **parts, 'cache_bytes_after_train_step': cache_bytes, 'scan_blocks': args.scan_blocks,
           'train_step_compile_cpu_s': train_cpu_s, 'eval_steps_s': eval_s,
           'eval_steps_cpu_s': eval_cpu_s, 'eval_sizes': args.sizes,
           'load_avg_1min': os.getloadavg()[0]}
@@ -77,6 +88,8 @@ def main() -> None:
   parser.add_argument('--blocks', type=int, default=8)
   parser.add_argument('--sizes', type=int, default=4, help='distinct eval image sizes')
   parser.add_argument('--cache_dir', default=None)
+  parser.add_argument('--scan_blocks', action='store_true',
+                      help='model.scan_blocks=True: the blocks as one loop')
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
@@ -88,7 +101,7 @@ def main() -> None:
     for label in ('first run (empty cache)', 'second run (cache filled)'):
       cmd = [sys.executable, os.path.abspath(__file__), '--child', '--cache_dir', cache_dir,
              '--features', str(args.features), '--blocks', str(args.blocks),
-             '--sizes', str(args.sizes)]
+             '--sizes', str(args.sizes)] + (['--scan_blocks'] if args.scan_blocks else [])
       out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=_REPO)
       runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
       print(label, json.dumps(runs[-1]), flush=True)
@@ -96,7 +109,8 @@ def main() -> None:
     if args.cache_dir is None:
       shutil.rmtree(cache_dir, ignore_errors=True)
   print(json.dumps({key: [r[key] for r in runs] for key in (
-      'train_step_compile_s', 'train_step_compile_cpu_s', 'eval_steps_s',
+      'train_step_compile_s', 'train_step_compile_cpu_s', 'trace_s', 'lower_s',
+      'compile_or_load_s', 'cache_bytes_after_train_step', 'eval_steps_s',
       'eval_steps_cpu_s', 'init_s')}))
 
 

@@ -64,6 +64,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--num_workers', type=int, default=0, help='for --pipeline')
   parser.add_argument('--conv_kernel_grad', default='auto',
                       choices=('auto', 'xla', 'gemm'), help='model.conv_kernel_grad')
+  parser.add_argument('--scan_blocks', action='store_true',
+                      help='model.scan_blocks=True: the blocks as one loop')
   parser.add_argument('--backend', default='auto', choices=('auto', 'jax', 'onnxruntime'),
                       help="inference backend, as the derain CLI's --backend (default auto)")
   parser.add_argument('--no_train', action='store_true',
@@ -80,6 +82,7 @@ def _config(args: argparse.Namespace):
   config.model.num_blocks = args.blocks
   config.model.dtype = 'bfloat16' if args.bf16 else 'float32'
   config.model.conv_kernel_grad = args.conv_kernel_grad
+  config.model.scan_blocks = args.scan_blocks
   config.optim.schedule = 'constant'  # the peer's plain Adam 1e-3
   config.data.patch_size = args.patch
   return config

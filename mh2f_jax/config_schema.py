@@ -148,6 +148,12 @@ FIELDS: tuple[Field, ...] = (
     Field('model.conv_kernel_grad', 'auto', "convolution kernel gradients: `'auto'` "
           "(`'gemm'` on CPU, `'xla'` elsewhere), `'xla'` or `'gemm'`; same math "
           '(docs/performance.md)'),
+    # Also how, not what: the parameters (still `mheb_{i}`) and the outputs are the same
+    # either way, so a resumed run may switch, and older workdirs without it get the default.
+    Field('model.scan_blocks', False, 'trace and compile the MHEBs (and the HADB units '
+          'after the first) once, as one loop over their parameters: faster startup, but '
+          'a train step about 4x slower on CPU; False runs them one by one (same '
+          'parameters and outputs; docs/performance.md)'),
     Field('data.dataset', 'rain200l', 'a builder name of docs/data.md (e.g. '
           '`synthetic_rain/heavy`, `paired_folder`), or a mixture drawn in proportion to '
           "its weights, `'NAME[@SPLIT][:WEIGHT],...'` or a list (docs/training.md, "

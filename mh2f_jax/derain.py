@@ -105,18 +105,21 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
   from mh2f_jax.inference import ensemble  # pylint: disable=g-import-not-at-top
   from mh2f_jax.inference import photo_run  # pylint: disable=g-import-not-at-top
   from mh2f_jax.inference import photos  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.runtime import compile_count  # pylint: disable=g-import-not-at-top
   if values.skip_existing and values.overwrite:
     raise errors.UserError('give --overwrite or --skip_existing, not both')
   plan = photos.plan_outputs(values.input, values.output,
                              overwrite=values.overwrite or values.skip_existing)
-  derainer = cli.load_derainer(
-      values, self_ensemble=ensemble.from_flags(values.self_ensemble, values.ensemble))
-  print(f'model: {cli.describe_derainer(values, derainer)}, backend {derainer.backend}')
-  summary = photo_run.derain_photos(derainer, plan, photo_run.Options(
-      values.output, values.overwrite, values.compare, values.max_pixels,
-      values.skip_existing))
+  with compile_count.counting() as compiled:
+    derainer = cli.load_derainer(
+        values, self_ensemble=ensemble.from_flags(values.self_ensemble, values.ensemble))
+    print(f'model: {cli.describe_derainer(values, derainer)}, backend {derainer.backend}')
+    summary = photo_run.derain_photos(derainer, plan, photo_run.Options(
+        values.output, values.overwrite, values.compare, values.max_pixels,
+        values.skip_existing))
   print(f'derained {summary.derained} of {summary.planned - summary.skipped} image(s) '
         f'into {values.output}')
+  print(compiled.summary())
   if summary.failed:
     print(f'error: {summary.failed} file(s) could not be derained (see above)',
           file=sys.stderr)

@@ -3,7 +3,7 @@
 Usage:
   python eval.py --workdir=runs/rain200h [--checkpoint=latest|best|STEP] [--split=test]
       [--protocol=B|A] [--save_images] [--self_ensemble | --ensemble=flips|x8]
-      [--data_dir=DIR] [--params=ema|raw]
+      [--data_dir=DIR] [--params=ema|raw] [--backend=jax|onnxruntime|auto]
   python eval.py --workdir=runs/demo --photos=DIR [--checkpoint=...] [--save_images]
       [--self_ensemble | --ensemble=flips|x8] [--params=ema|raw]
 
@@ -55,6 +55,10 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                       'A folder of photos without ground truth (real rain): derain and '
                       'score them with NIQE and BRISQUE instead of the test split.',
                       flag_values=values)
+  flags.DEFINE_enum('backend', 'jax', ['auto', 'jax', 'onnxruntime'],
+                    "'jax' (the reference); 'onnxruntime' (faster on CPU, needs the "
+                    "[export] extra); 'auto': ONNX Runtime on CPU when installed, else JAX "
+                    '(see docs/export.md).', flag_values=values)
   cli.define_max_pixels_flag(values, 'Refuse test images')
 
 
@@ -83,19 +87,25 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
     raise UserError(f'unexpected arguments: {" ".join(positional)}')
   from mh2f_jax.inference import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   from mh2f_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top  (keeps --help fast)
+  from mh2f_jax.runtime import compile_count  # pylint: disable=g-import-not-at-top
   ensemble = ensemble_lib.from_flags(values.self_ensemble, values.ensemble)
   if values.photos is not None:
-    return _evaluate_photos(values, ensemble)
-  with files.pixel_limit(values.max_pixels):
+    with compile_count.counting() as compiled:
+      status = _evaluate_photos(values, ensemble)
+    print(compiled.summary())
+    return status
+  with files.pixel_limit(values.max_pixels), compile_count.counting() as compiled:
     result = evaluator.evaluate(
         values.workdir, checkpoint=values.checkpoint, split=values.split,
         protocol=values.protocol, save_images=values.save_images,
-        self_ensemble=ensemble, data_dir=values.data_dir, params=values.params)
+        self_ensemble=ensemble, data_dir=values.data_dir, params=values.params,
+        backend=values.backend)
   print(evaluator.format_summary(result))
   print(f'results: {result["results_md"]}')
   print(f'figure: {result["figure"]}')
   if result['images_dir']:
     print(f'derained images: {result["images_dir"]}')
+  print(compiled.summary())
   return 0
 
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 
@@ -116,6 +117,8 @@ def test_single_1x1_image(run, photos, tmp_path, capsys):
                            f'--output={tmp_path}')
   assert status == 0, captured.err
   assert 'note: ' in captured.err and 'latest' in captured.err  # 'best' fell back
+  # The compilations, once, at the end.
+  assert re.search(r'compiled \d+ programs? in \d+\.\d s\n$', captured.out), captured.out
   with Image.open(tmp_path / 'one.png') as got:
     assert got.size == (1, 1)
 

@@ -2,7 +2,7 @@
 
 ``evaluate(workdir)`` reads ``WORKDIR/config.json``, restores the parameters only (on any
 device count: they come back as NumPy and go to one device), derains every test image at
-full resolution (``inference.Derainer``: one jitted forward, compiled once per distinct
+full resolution (``inference.Derainer``: one compiled forward per size bucket, not per
 image size; images above ``inference.DEFAULT_MAX_UNTILED_PIXELS`` are tiled so memory
 stays bounded) and scores the 8-bit output (``metrics.to_uint8``) and the rainy input
 against the clean image with ``metrics.evaluate_pair`` (protocol B or A). Metrics are
@@ -272,7 +272,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
              protocol: str = 'B', save_images: bool = False,
              self_ensemble: bool | str | None = False,
              data_dir: str | None = None, num_images: int | None = None,
-             progress: bool = True, params: str = 'ema') -> dict[str, Any]:
+             progress: bool = True, params: str = 'ema', backend: str = 'jax') -> dict:
   """Evaluates a workdir's checkpoint on a split of its dataset and writes the report.
 
   Args:
@@ -287,6 +287,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
     num_images: evaluate only the first N images (the folder name says so); None = all.
     progress: show a tqdm progress bar.
     params: 'ema' (the EMA parameters where the run kept them, else raw) or 'raw'.
+    backend: 'jax' (the reference), 'onnxruntime' or 'auto' (``inference.backends``).
 
   Returns:
     The summary written to ``summary.json`` (floats, infinite PSNR as float('inf')),
@@ -303,7 +304,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
                                               params=params)
   derainer = inference.Derainer.from_params(config.model, values, step=step,
                                             checkpoint=checkpoint,
-                                            self_ensemble=self_ensemble)
+                                            self_ensemble=self_ensemble, backend=backend)
   dataset, source, total = _open_split(config.data, split, data_dir, num_images)
   out_dir = os.path.join(workdir, 'eval', eval_dir_name(
       dataset, split, step, protocol=protocol, self_ensemble=self_ensemble,

@@ -46,6 +46,8 @@ def export(model: model_lib.MH2FNet, params: Any,
     The ``jax.export.Exported``; ``.serialize()`` gives the bytes to save.
   """
   shape = jax.export.symbolic_shape('n, h, w, 3')
+  # The unrolled form: an artifact's program stays the same whichever form trains.
+  model = model.clone(scan_blocks=False)
   fn = jax.jit(derain_function(model, jax.tree.map(np.asarray, params)))
   return jax.export.export(fn, platforms=tuple(platforms))(
       jax.ShapeDtypeStruct(shape, jnp.float32))

@@ -6,8 +6,8 @@ for whole images and tiles alike, so every deraining path can run on either back
 
 Backends:
 
-* ``'jax'``: :func:`mh2f_jax.inference.forward.forward_fn`, the reference; runs wherever JAX
-  runs (CPU, GPU, TPU) and compiles once per input shape.
+* ``'jax'``: :func:`mh2f_jax.inference.size_buckets.forward`, the reference; runs wherever JAX
+  runs (CPU, GPU, TPU) and compiles one program per size bucket, not per size.
 * ``'onnxruntime'``: the model as an NCHW ONNX graph (:mod:`mh2f_jax.model.onnx_graph`) in an
   ONNX Runtime CPU session; no compilation, any input shape. Faster than JAX on CPU
   (``docs/performance.md``). Needs the optional ``onnx`` and ``onnxruntime`` packages.
@@ -28,7 +28,7 @@ import numpy as np
 
 from mh2f_jax import errors
 from mh2f_jax import model as model_lib
-from mh2f_jax.inference import forward
+from mh2f_jax.inference import size_buckets
 
 _log = logging.getLogger(__name__)
 
@@ -77,9 +77,12 @@ def choose_backend(backend: str, model: model_lib.MH2FNet) -> str:
 
 
 def jax_forward(model: model_lib.MH2FNet, params: Any) -> ForwardFn:
-  """The jitted JAX forward pass as a forward function (params bound, on device)."""
-  fn = forward.forward_fn(model)
-  return lambda batch: np.asarray(fn(params, jnp.asarray(batch)))
+  """The jitted JAX forward pass as a forward function (params bound, on device).
+
+  Images go through their size bucket (:mod:`mh2f_jax.inference.size_buckets`): any mix
+  of sizes compiles a bounded number of programs, with the unpadded network's output.
+  """
+  return lambda batch: size_buckets.forward(model, params, batch)
 
 
 def onnxruntime_session(proto_or_bytes: Any, *, tiles: bool = False) -> Any:

@@ -4,11 +4,10 @@
 file) and derains images of any size:
 
 * Images up to ``max_untiled_pixels`` run whole, which is exactly what the network
-  computes on the full image. One jitted forward function per model configuration
-  (:func:`mh2f_jax.inference.forward.forward_fn`) serves every image; XLA compiles it once per distinct input shape
-  and caches it, so a benchmark whose images share one or two sizes compiles once or
-  twice. (Padding images up to shape buckets would avoid recompiles but changes the
-  outputs near the border, so it is not done.)
+  computes on the full image. On JAX, every image is padded up to its size bucket
+  (:mod:`mh2f_jax.inference.size_buckets`) with the padding masked out of every layer,
+  so any mix of sizes compiles a bounded number of programs and the output is still
+  the unpadded network's.
 * Larger images are derained in tiles (:mod:`mh2f_jax.inference.tiling`) so that device memory
   stays bounded by the tile size. The default, ``tiling='exact'``, runs the network stage
   by stage over tiles with the image's feature maps on the host and HADB's channel means

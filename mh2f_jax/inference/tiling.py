@@ -56,7 +56,8 @@ class _Captured(Exception):
     self.value = value
 
 
-def _inside(x: jax.Array, valid: jax.Array, window: tuple[int, int]) -> jax.Array:
+def zero_outside_image(x: jax.Array, valid: jax.Array,
+                       window: tuple[int, int]) -> jax.Array:
   """Zeroes ``x`` (B, h, w, C) outside the image; ``valid`` is in full-scale window rows."""
   sy, sx = window[0] // x.shape[1], window[1] // x.shape[2]
   rows = jnp.arange(x.shape[1]) * sy
@@ -94,9 +95,9 @@ def _interceptor(valid: jax.Array, window: tuple[int, int], *,
       args = (replace_input[name].astype(args[0].dtype),) + tuple(args[1:])
     if isinstance(module, nn.Conv) and max(module.kernel_size) > 1:
       # Zero 'SAME' padding happens at the image's border, not the window's.
-      args = (_inside(args[0], valid, window),) + tuple(args[1:])
+      args = (zero_outside_image(args[0], valid, window),) + tuple(args[1:])
     out = next_fun(*args, **kwargs)
-    return _inside(out, valid, window) if name == zero_outside else out
+    return zero_outside_image(out, valid, window) if name == zero_outside else out
 
   return intercept
 
@@ -150,6 +151,9 @@ def stage_fns(model: model_lib.MH2FNet) -> dict[str, Callable[..., jax.Array]]:
   HADB units but the first (which has half the input channels).
   """
   dt = model.dtype
+  # The stages intercept the blocks by name (mheb_0's input, every MHEB's output): the
+  # unrolled form calls each block as its own module; the parameters are the same.
+  model = model.clone(scan_blocks=False)
 
   def head(params, x, valid, core):  # Lo: the whole network, stopped at mheb_0's input.
     return _core(_run(model, params, x, valid, capture_input='mheb_0'), core)

@@ -16,7 +16,7 @@ The ONNX form of the same blocks is :mod:`mh2f_jax.model.onnx_graph`, beside thi
 """
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -133,6 +133,45 @@ class DistillUnit(nn.Module):
     return h + conv_layer(c, 1, self.dtype, 'end')(a)
 
 
+def scan_block(block: nn.Module, params: Sequence[Any], h: jax.Array,
+               xs: jax.Array | None = None, *, remat: bool = False,
+               combine: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+               ) -> jax.Array:
+  """Chains copies of ``block`` with the given parameters as one ``jax.lax.scan``.
+
+  The block is traced (and compiled) once whatever the number of copies; the copies'
+  parameter trees are stacked along a new leading axis for the loop, so that the
+  parameters themselves keep their per-block names and their gradients flow back to
+  them unchanged.
+
+  Args:
+    block: an unbound module, applied as ``block.apply({'params': p}, z)``.
+    params: one parameter tree per copy, in order (all the same shapes).
+    h: the first copy's input (the carry).
+    xs: optional (len(params), ...) per-copy inputs; each copy then sees
+      ``combine(h, xs[i])``.
+    remat: recompute each copy in the backward pass instead of storing its activations.
+    combine: how a copy's input is formed from the carry and its ``xs`` entry.
+
+  Returns:
+    The stacked outputs of all copies, shape (len(params),) + the output's shape.
+  """
+  def one(p, z):
+    return block.apply({'params': p}, z)
+
+  if remat:
+    one = jax.checkpoint(one)
+
+  def body(carry, item):
+    p, x = item
+    y = one(p, carry if x is None else combine(carry, x))
+    return y, y
+
+  stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *params)
+  _, ys = jax.lax.scan(body, h, (stacked, xs))
+  return ys
+
+
 class HADB(nn.Module):
   """Hierarchical attentive distillation block (paper 3.3, eq. 1).
 
@@ -143,15 +182,25 @@ class HADB(nn.Module):
     features: channels of every unit's output.
     reduction: channel-attention reduction ratio.
     dtype: computation dtype.
+    scan: run units ``1 .. N-2`` (which share one shape) as one :func:`scan_block`
+      over their stored parameters instead of one after another; needs the
+      parameters to exist (not at initialisation).
   """
   features: int
   reduction: int
   dtype: Any = jnp.float32
+  scan: bool = False
 
   @nn.compact
-  def __call__(self, levels: Sequence[jax.Array]) -> jax.Array:
+  def __call__(self, levels: Sequence[jax.Array] | jax.Array) -> jax.Array:
+    """Distils ``levels`` (a list, or one stacked (N-1, B, H, W, C) array)."""
     unit = functools.partial(DistillUnit, self.features, self.reduction, self.dtype)
     s = unit(name='unit_0')(levels[0])
+    if self.scan and len(levels) > 1:
+      params = [self.variables['params'][f'unit_{n}'] for n in range(1, len(levels))]
+      rest = levels[1:] if isinstance(levels, jax.Array) else jnp.stack(levels[1:])
+      return scan_block(unit(parent=None), params, s, rest,
+                        combine=lambda carry, level: cat([carry, level]))[-1]
     for n, level in enumerate(levels[1:], start=1):
       s = unit(name=f'unit_{n}')(cat([s, level]))
     return s

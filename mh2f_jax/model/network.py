@@ -25,7 +25,7 @@ raw (not clipped) and always float32; ``dtype`` sets the computation dtype only,
 parameters stay float32.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -47,7 +47,7 @@ PAD_MULTIPLE = 4
 # Fields of MH2FNet a config block may set (the model section of the config schema).
 CONFIG_FIELDS = ('features', 'num_blocks', 'dcr_layers', 'dcr_growth',
                  'attention_reduction', 'distill', 'fusion', 'global_residual',
-                 'dtype', 'remat', 'conv_kernel_grad')
+                 'dtype', 'remat', 'conv_kernel_grad', 'scan_blocks')
 # The fields that change the function the network computes (not how it is computed):
 # what an exported file records.
 ARCHITECTURE_FIELDS = CONFIG_FIELDS[:8]
@@ -99,6 +99,10 @@ class MH2FNet(nn.Module):
     dtype: computation dtype; parameters are always float32, the output float32.
     remat: rematerialise each MHEB in the backward pass (less memory, more compute).
     conv_kernel_grad: 'xla', 'gemm' (``mh2f_jax.model.conv``) or 'auto' ('gemm' on CPU only).
+    scan_blocks: run the MHEBs (and the HADB units after the first) as one
+      ``jax.lax.scan`` over their stacked parameters, so that the block is traced and
+      compiled once; False runs them one after another. Same parameters (still stored
+      as ``mheb_{i}``), same outputs.
 
   Raises:
     ModelConfigError: (a ``ValueError``) at construction for an invalid field.
@@ -114,6 +118,7 @@ class MH2FNet(nn.Module):
   dtype: Any = jnp.float32
   remat: bool = False
   conv_kernel_grad: str = 'auto'
+  scan_blocks: bool = False
 
   def __post_init__(self):
     self._validate()
@@ -144,7 +149,7 @@ class MH2FNet(nn.Module):
       raise ModelConfigError(
           f'model.fusion must be one of {", ".join(map(repr, FUSION_CHOICES))}, '
           f'got {self.fusion!r}')
-    for name in ('global_residual', 'remat'):
+    for name in ('global_residual', 'remat', 'scan_blocks'):
       if not isinstance(getattr(self, name), (bool, np.bool_)):
         raise ModelConfigError(f'model.{name} must be True or False, '
                                f'got {getattr(self, name)!r}')
@@ -191,16 +196,12 @@ class MH2FNet(nn.Module):
     x = pad_to_multiple(x)
 
     lo = blocks.conv_layer(c, 3, dtype, 'head')(x.astype(dtype))
-    mheb = nn.remat(blocks.MHEB) if self.remat else blocks.MHEB
-    levels = []
-    h = lo
-    for i in range(self.num_blocks):
-      h = mheb(c, self.growth, self.dcr_layers, dtype, name=f'mheb_{i}')(h)
-      levels.append(h)
+    levels = self._mhebs(lo)
     le = levels[-1]
 
     if self.distill == 'hadb':
-      ld = blocks.HADB(c, self.attention_reduction, dtype, name='hadb')(levels[:-1])
+      ld = blocks.HADB(c, self.attention_reduction, dtype, scan=self._scanning(),
+                       name='hadb')(levels[:-1])
     else:
       ld = blocks.conv_layer(c, 1, dtype, 'distill_concat')(blocks.cat(levels[:-1]))
 
@@ -216,6 +217,25 @@ class MH2FNet(nn.Module):
     if self.global_residual:
       y = y + x
     return y[:, :height, :width, :]
+
+
+  def _scanning(self) -> bool:
+    # Initialisation runs the blocks one by one: each draws its parameters from its own
+    # name's random stream, exactly as the unrolled network does.
+    return self.scan_blocks and not self.is_initializing()
+
+  def _mhebs(self, lo: jax.Array) -> Sequence[jax.Array] | jax.Array:
+    """``L1 .. LN``: a list, or one (N, B, H, W, C) array when the blocks are scanned."""
+    block = blocks.MHEB(self.features, self.growth, self.dcr_layers, self.dtype, parent=None)
+    if self._scanning():
+      params = [self.variables['params'][f'mheb_{i}'] for i in range(self.num_blocks)]
+      return blocks.scan_block(block, params, lo, remat=self.remat)
+    mheb = nn.remat(blocks.MHEB) if self.remat else blocks.MHEB
+    levels, h = [], lo
+    for i in range(self.num_blocks):
+      h = mheb(self.features, self.growth, self.dcr_layers, self.dtype, name=f'mheb_{i}')(h)
+      levels.append(h)
+    return levels
 
 
 def from_config(model_config: Any) -> MH2FNet:

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -170,6 +171,9 @@ def test_eval_cli(run, tmp_path):
              if line.startswith(('results: ', 'figure: '))]
   assert len(results) == 2 and all(os.path.isfile(p) for p in results)
   assert results[0].endswith(os.path.join('-protocolA', 'results.md'))
+  # A fresh process compiles at least the forward pass, and says so once, at the end.
+  compiled = re.fullmatch(r'compiled (\d+) programs? in \d+\.\d s', ok.stdout.splitlines()[-1])
+  assert compiled and int(compiled.group(1)) >= 1, ok.stdout
   with open(os.path.join(os.path.dirname(results[0]), 'summary.json')) as f:
     assert json.load(f)['protocol'] == 'A'
 

@@ -96,7 +96,7 @@ def test_onnx_windows_run_on_the_pixels_the_interceptor_keeps():
   from mh2f_jax.inference import onnx_tiling
   valid = np.array([8, 40, -4, 20], np.int32)
   rows, cols = onnx_tiling.image_part(valid, (36, 28))
-  kept = np.asarray(tiling._inside(  # pylint: disable=protected-access
+  kept = np.asarray(tiling.zero_outside_image(
       jnp.ones((1, 36, 28, 1), jnp.float32), valid, (36, 28)))[0, ..., 0]
   expected = np.zeros((36, 28))
   expected[rows, cols] = 1

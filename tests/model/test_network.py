@@ -133,7 +133,8 @@ def test_ablation_parameter_counts(kwargs):
 
 def test_options_without_parameters_do_not_change_the_tree():
   base = model_lib.abstract_params(model_lib.MH2FNet(**TINY))
-  for kwargs in (dict(global_residual=True), dict(remat=True), dict(dtype=jnp.bfloat16)):
+  for kwargs in (dict(global_residual=True), dict(remat=True), dict(dtype=jnp.bfloat16),
+                 dict(scan_blocks=True)):
     other = model_lib.abstract_params(model_lib.MH2FNet(**TINY, **kwargs))
     assert jax.tree.map(lambda a: (a.shape, a.dtype), other) == jax.tree.map(
         lambda a: (a.shape, a.dtype), base), kwargs
@@ -309,7 +310,9 @@ def _remat_count(model, params, x):
 
 def test_remat_gives_same_outputs_and_gradients():
   # One dense layer per DCR halves the graph to compile; remat wraps the MHEB either way.
-  kwargs = dict(TINY, dcr_layers=1)
+  # The unrolled form (the default), where each MHEB is its own top-level checkpoint
+  # (test_scan covers remat inside the scan).
+  kwargs = dict(TINY, dcr_layers=1, scan_blocks=False)
   params = random_params(model_lib.MH2FNet(**kwargs))
   x = images((2, 8, 8, 3))
   target = images((2, 8, 8, 3), seed=2)
