@@ -128,5 +128,11 @@ def test_train_on_your_data(kernel_env, monkeypatch):
   derained = os.path.join(workdir, 'derained_photos', 'rocket_rainy.png')
   with Image.open(photo) as a, Image.open(derained) as b:
     assert a.size == b.size
+  # The fine-tuned run: the first run's weights, a 3:1 mixture of the pairs and synthetic rain.
+  with open(os.path.join(runs, 'stand_in_example-smoke-finetuned', 'run.json')) as f:
+    record = json.load(f)
+  assert record['weights']['init_from'] == workdir and record['weights']['step'] == 4
+  assert [(d['dataset'], d['weight']) for d in record['trained_on']] == [
+      ('paired_folder', 0.75), ('synthetic_rain/light', 0.25)]
   # The training pair, the evaluation figure and the photo before/after.
   assert _num_images(nb) >= 3
