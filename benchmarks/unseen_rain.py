@@ -6,12 +6,16 @@ Usage:
 
 The rain here is drawn by this file alone, with ``skimage.draw.line`` segments and
 ``scipy.ndimage`` filters; it imports nothing of ``mh2f_jax.datasets.rain``, so a model trained on
-that renderer meets a different one, as a user's own rain would be. Three styles:
+that renderer meets a different one, as a user's own rain would be. Five styles:
 
 * ``lines``: thin, straight, one-pixel bright lines (not anti-aliased), all at one
   angle 15 to 30 degrees off vertical;
 * ``wide``: wide soft streaks, 4 to 6 pixels across and blurred, long and faint;
-* ``drizzle``: dense, short (3 to 8 pixels), faint near-vertical dashes.
+* ``drizzle``: dense, short (3 to 8 pixels), faint near-vertical dashes;
+* ``steep``: unblurred one-pixel lines (not anti-aliased) 36 to 45 degrees off
+  vertical, beyond the 35 degrees that ``synthetic_rain`` 2.0.0 trained on;
+* ``strong``: wide streaks as ``wide`` but blended with opacity 0.7 to 0.9, brighter
+  than any wide streak of ``synthetic_rain`` 2.0.0.
 
 They are drawn over the held-out test photos of ``synthetic_rain`` (photos the demo never
 trains on), ``--draws`` renderings of each style per photo. Every image is derained by the
@@ -41,7 +45,7 @@ import numpy as np  # pylint: disable=wrong-import-position
 from scipy import ndimage  # pylint: disable=wrong-import-position
 from skimage import draw  # pylint: disable=wrong-import-position
 
-STYLES = ('lines', 'wide', 'drizzle')
+STYLES = ('lines', 'wide', 'drizzle', 'steep', 'strong')
 ENSEMBLES = ('none', 'flips')
 OWN_SET = 'own test split'
 
@@ -82,15 +86,18 @@ def rain_mask(shape: tuple[int, int], style: str, rng: np.random.Generator) -> n
   area = shape[0] * shape[1]
   if style == 'lines':
     return _segment_mask(shape, rng, area // 250, (20, 50), _tilt(rng, 15, 30), (0.5, 0.9))
-  if style == 'wide':
+  if style in ('wide', 'strong'):
     mask = _segment_mask(shape, rng, area // 2000, (40, 100), _tilt(rng, 0, 20), (1, 1))
     radius = int(rng.integers(2, 4))  # Disk of diameter 5 or 7: 4 to 6 px after blurring.
     yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
     mask = ndimage.grey_dilation(mask, footprint=yy ** 2 + xx ** 2 <= radius ** 2)
-    return ndimage.gaussian_filter(mask, 1.5) * np.float32(rng.uniform(0.3, 0.5))
+    opacity = (0.3, 0.5) if style == 'wide' else (0.7, 0.9)
+    return ndimage.gaussian_filter(mask, 1.5) * np.float32(rng.uniform(*opacity))
   if style == 'drizzle':
     mask = _segment_mask(shape, rng, area // 40, (3, 8), _tilt(rng, 0, 15), (0.3, 0.6))
     return ndimage.gaussian_filter(mask, 0.5)
+  if style == 'steep':
+    return _segment_mask(shape, rng, area // 250, (20, 50), _tilt(rng, 36, 45), (0.5, 0.9))
   raise ValueError(f'unknown style {style!r}; allowed: {", ".join(STYLES)}')
 
 
@@ -202,7 +209,8 @@ def figure_png(derainer, sets: dict[str, list], max_bytes: int = 300_000) -> byt
   from matplotlib.figure import Figure
   from PIL import Image
   from mh2f_jax import metrics
-  fig = Figure(figsize=(9, 2.2 * len(sets)), dpi=80)
+  # Five styles at the three-style resolution would pass max_bytes: fewer dots per row.
+  fig = Figure(figsize=(9, 2.2 * len(sets)), dpi=80 if len(sets) <= 3 else 64)
   FigureCanvasAgg(fig)
   for i, (set_name, pairs) in enumerate(sets.items()):
     name, rainy, clean = pairs[0]
@@ -234,13 +242,17 @@ def held_out_photos() -> dict[str, np.ndarray]:
 
 
 def own_test_split(workdir: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
-  """The (name, rainy, clean) pairs of the workdir's dataset test split."""
+  """The (name, rainy, clean) pairs of the test split of the workdir's eval dataset.
+
+  That is the dataset validation and ``eval.py`` use: ``data.eval_dataset``, else the
+  first member of a mixture.
+  """
   from mh2f_jax.workdir import checkpoints
   from mh2f_jax import datasets
-  config = checkpoints.load_config(workdir)
-  source = datasets.get_source(config.data.dataset, 'test',
-                               data_dir=config.data.get('data_dir'),
-                               manual_dir=config.data.get('manual_dir'))
+  from mh2f_jax.datasets import mixture
+  member = mixture.eval_member(checkpoints.load_config(workdir).data)
+  source = datasets.get_source(member.name, 'test', data_dir=member.data_dir,
+                               manual_dir=member.manual_dir)
   pairs = []
   for i in range(len(source)):
     example = source[i]

@@ -112,7 +112,7 @@ def test_shipped_config_by_name(env):
   out = _run([str(python), '-c', code], cwd=elsewhere)
   assert out.returncode == 0, out.stderr
   features, dataset, path = out.stdout.split()
-  assert (features, dataset) == ('8', 'synthetic_rain/heavy')
+  assert (features, dataset) == ('8', 'synthetic_rain/heavy:3,synthetic_rain/light:1')
   assert path.startswith(str(python.parent.parent)) and path.endswith('rain200l.py')
   # Through the command's flag: the name loads, the override applies, and the
   # validation that follows rejects the override before any training.

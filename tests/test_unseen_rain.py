@@ -68,23 +68,37 @@ def test_each_style_is_deterministic_rain(photos, style):
   assert 12 < metrics.evaluate_pair(a, clean)['psnr_y'] < 32
 
 
-def test_lines_are_straight_one_pixel_lines_at_an_angle():
+@pytest.mark.parametrize('style,lo,hi', [('lines', 15, 30), ('steep', 36, 45)])
+def test_lines_are_straight_one_pixel_lines_at_an_angle(style, lo, hi):
   whole = 0
   for seed in range(10):
     rng = np.random.default_rng(seed)
-    angle = unseen_rain._tilt(rng, 15, 30)  # pylint: disable=protected-access
+    angle = unseen_rain._tilt(rng, lo, hi)  # pylint: disable=protected-access
     mask = unseen_rain._segment_mask(  # pylint: disable=protected-access
         (1000, 1000), rng, 1, (60, 60), angle, (1, 1))
     rows, cols = np.nonzero(mask)
-    if len(rows) < 45:
+    if len(rows) < 0.9 * 60 * np.cos(np.radians(hi)):
       continue  # The segment fell partly outside the image.
     whole += 1
     # One pixel per row (a one-pixel line steeper than 45 degrees), on a straight line.
     assert len(rows) == len(set(rows))
     fit = np.polyfit(rows, cols, 1)
-    assert 15 - 2 <= np.degrees(np.arctan(abs(fit[0]))) <= 30 + 2
+    assert lo - 2 <= np.degrees(np.arctan(abs(fit[0]))) <= hi + 2
     assert np.abs(cols - np.polyval(fit, rows)).max() <= 1
   assert whole >= 5
+  # The style itself is unblurred: every rain pixel has a line's own strength.
+  mask = unseen_rain.rain_mask((400, 400), style, np.random.default_rng(1))
+  assert mask[mask > 0].min() >= 0.5 and mask.max() <= 0.9
+
+
+def test_strong_streaks_are_the_wide_ones_at_opacity_at_least_0_7():
+  for seed in range(5):
+    wide = unseen_rain.rain_mask((240, 240), 'wide', np.random.default_rng(seed))
+    strong = unseen_rain.rain_mask((240, 240), 'strong', np.random.default_rng(seed))
+    # The same streaks (same draws), blended 0.7-0.9 instead of 0.3-0.5.
+    np.testing.assert_array_equal(strong > 0, wide > 0)
+    assert 0.6 <= strong.max() <= 0.9
+    assert strong.max() >= 1.8 * wide.max() - 1e-6
 
 
 def test_wide_streaks_are_wide_and_soft_and_drizzle_is_short_and_dense():
@@ -141,7 +155,7 @@ def test_harness_scores_a_tiny_model(photos, tmp_path):
   small = {name: photo[:32, :48] for name, photo in photos.items()}
   sets = unseen_rain.unseen_sets(small, draws=1)
   rows = unseen_rain.score(derainer, sets)
-  assert len(rows) == 3 * len(small)
+  assert len(rows) == len(unseen_rain.STYLES) * len(small)
   row = rows[0]
   name, rainy, clean = sets[row['set']][0]
   assert row['name'] == name
@@ -179,3 +193,28 @@ def test_main_on_a_workdir(tmp_path_factory, tmp_path, capsys, photos, monkeypat
   for set_name in (unseen_rain.OWN_SET, *unseen_rain.STYLES):
     assert f'| {set_name} |' in out
   assert (tmp_path / 'rows.json').exists()
+
+
+def test_own_split_of_a_mixture_is_its_eval_dataset(monkeypatch):
+  # The demo trains on a mixture; its own test split is the eval dataset's, as eval.py's.
+  from mh2f_jax import datasets
+  from mh2f_jax.configs import synthetic
+  from mh2f_jax.workdir import checkpoints
+  config = synthetic.get_config()
+  config.data.data_dir = '/data'
+  monkeypatch.setattr(checkpoints, 'load_config', lambda workdir: config)
+  opened = []
+  clean = np.zeros((4, 4, 3), np.uint8)
+
+  def get_source(name, split, data_dir=None, manual_dir=None):
+    opened.append((name, split, data_dir))
+    return [{'name': b'a.png', 'rainy': clean + 1, 'clean': clean}]
+
+  monkeypatch.setattr(datasets, 'get_source', get_source)
+  config.data.dataset = 'synthetic_rain/heavy:3,synthetic_rain/light:1'
+  pairs = unseen_rain.own_test_split('run')
+  assert opened == [('synthetic_rain/heavy', 'test', '/data')]
+  assert pairs[0][0] == 'a.png' and (pairs[0][1] == 1).all()
+  config.data.eval_dataset = 'synthetic_rain/light'
+  unseen_rain.own_test_split('run')
+  assert opened[-1] == ('synthetic_rain/light', 'test', '/data')

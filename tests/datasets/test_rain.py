@@ -90,9 +90,9 @@ def _drawn_looks(preset, images):
   looks = []
   original = rain.line_kernel
 
-  def record(length, angle, width):
+  def record(length, angle, width, aliased=False):
     looks.append((angle, length, width))
-    return original(length, angle, width)
+    return original(length, angle, width, aliased)
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(rain, 'line_kernel', record)
     for seed in range(images):
@@ -116,10 +116,12 @@ def test_each_image_draws_its_own_look(name):
 
 def test_heavy_mixes_layers_of_different_looks():
   heavy = rain.PRESETS['heavy']
-  # The demo's rain: up to 35 degrees off vertical, streaks 1 to 4 pixels wide.
-  assert heavy.angle == 35 and heavy.width == (1.0, 4.0)
+  # The demo's rain: up to 45 degrees off vertical, streaks 1 to 6 pixels wide.
+  assert heavy.angle == 45 and heavy.width == (1.0, 6.0)
   assert heavy.layers[1] >= 2 and heavy.spread > 0
-  looks = _drawn_looks(dataclasses.replace(heavy, layers=(2, 2)), 50).reshape(50, 2, 3)
+  # Without aliased layers, which are all one pixel wide.
+  looks = _drawn_looks(dataclasses.replace(heavy, layers=(2, 2), aliased=0.0),
+                       50).reshape(50, 2, 3)
   # The two layers of one image differ in direction, length and width.
   assert np.all(np.abs(looks[:, 0] - looks[:, 1]) > 0)
   assert np.abs(looks[:, 0, 0] - looks[:, 1, 0]).max() <= 2 * heavy.spread
@@ -151,3 +153,45 @@ def test_custom_preset_and_errors(photo):
     dataclasses.replace(rain.PRESETS['heavy'], spread=50.0)
   with pytest.raises(ValueError, match='probability'):
     dataclasses.replace(rain.PRESETS['heavy'], veil=1.5)
+  with pytest.raises(ValueError, match='aliased is a probability'):
+    dataclasses.replace(rain.PRESETS['heavy'], aliased=-0.1)
+
+
+def test_aliased_kernel_is_a_jagged_one_pixel_line():
+  for angle in (0.0, 30.0, -45.0):
+    kernel = rain.line_kernel(41, angle, 4.0, aliased=True)
+    assert set(np.unique(kernel)) == {0.0, 1.0}
+    rows = np.nonzero(kernel.any(axis=1))[0]
+    # At most 45 degrees off vertical: exactly one pixel in every row the line crosses.
+    assert np.all(kernel[rows].sum(axis=1) == 1), angle
+  smooth = rain.line_kernel(41, 30.0, 1.0)
+  assert len(np.unique(smooth)) > 2  # the default line is anti-aliased
+
+
+def test_aliased_layers_skip_the_defocus():
+  aliased = dataclasses.replace(rain.PRESETS['heavy'], aliased=1.0, blur=(3.0, 3.0))
+  sharp = dataclasses.replace(aliased, blur=(0.0, 0.0))
+  a = rain.rain_layer(64, 64, np.random.default_rng(4), aliased)
+  b = rain.rain_layer(64, 64, np.random.default_rng(4), sharp)
+  np.testing.assert_array_equal(a, b)
+  blurred = dataclasses.replace(aliased, aliased=0.0)
+  plain = dataclasses.replace(blurred, blur=(0.0, 0.0))
+  assert not np.array_equal(rain.rain_layer(64, 64, np.random.default_rng(4), blurred),
+                            rain.rain_layer(64, 64, np.random.default_rng(4), plain))
+
+
+@pytest.mark.parametrize('name', sorted(rain.PRESETS))
+def test_presets_draw_some_aliased_layers(name):
+  preset = rain.PRESETS[name]
+  kinds = []
+  original = rain.line_kernel
+
+  def record(length, angle, width, aliased=False):
+    kinds.append(aliased)
+    return original(length, angle, width, aliased)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(rain, 'line_kernel', record)
+    for seed in range(200):
+      rain.rain_layer(8, 8, np.random.default_rng(seed), preset)
+  assert abs(np.mean(kinds) - preset.aliased) < 0.08
+  assert 0 < preset.aliased < 0.5
