@@ -5,8 +5,8 @@ as ``mh2f-derain`` reads it: EXIF orientation, alpha dropped, 16-bit and float i
 rounded to 8 bits for scoring) and scores the rainy input and the derained output with
 the no-reference measures of :mod:`mh2f_jax.metrics.no_reference`: NIQE as the LIVE
 release computes it (grey by ``rgb2gray``; the headline), NIQE on Y (BasicSR's input)
-and BRISQUE where its model files are supplied. Lower is better for all three, so a
-negative change is an improvement. It writes, each file atomically:
+and BRISQUE (the release's model ships with the package). Lower is better for all
+three, so a negative change is an improvement. It writes, each file atomically:
 
 ```
 WORKDIR/eval/photos-<folder name>-step<STEP>[-flips|-x8][-raw]/

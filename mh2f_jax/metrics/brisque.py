@@ -22,10 +22,10 @@ The release, step by step, and this module with it:
   (``sum_i coef_i * exp(-gamma * |x - sv_i|^2) - rho``), so no libsvm build
   is needed.
 
-The model files are not shipped with this package: no package on PyPI
-distributes the release's ``allmodel`` and ``allrange`` under terms that fit
-this project's licence. Put the two files from the release in
-``mh2f_jax/metrics/data/brisque/`` or pass ``model=load_model(directory)``.
+The release's ``allmodel`` and ``allrange`` ship in
+``mh2f_jax/metrics/data/brisque/`` with the release's notice (``NOTICE.txt``
+there); ``$MH2F_BRISQUE_MODEL_DIR`` or ``model=load_model(directory)`` use
+another copy.
 """
 
 import dataclasses

@@ -6,8 +6,8 @@ deraining papers score such photos with NIQE and BRISQUE (lower is better for bo
 
 * ``niqe``: NIQE of the LIVE release as written (``rgb2gray`` grey; :mod:`.niqe`);
 * ``niqe_y``: the same NIQE on Y of YCbCr, what BasicSR's ``calculate_niqe`` reports;
-* ``brisque``: BRISQUE of the LIVE release (:mod:`.brisque`), where its model files are
-  supplied (``MH2F_BRISQUE_MODEL_DIR``); they cannot be shipped with the package.
+* ``brisque``: BRISQUE of the LIVE release (:mod:`.brisque`), with the release's model
+  files shipped in the package (or those of ``MH2F_BRISQUE_MODEL_DIR``).
 
 A measure that cannot score an image (NIQE needs two 96-pixel blocks each way) gives
 None and its reason instead of raising, so one small photo never stops a report.

@@ -86,8 +86,9 @@ def test_report_scores_input_and_output_and_explains_the_rest(run, folder):
     assert float(row['derained_niqe']) == pytest.approx(niqe.niqe(derained), abs=1e-6)
     assert float(row['change_niqe']) == pytest.approx(
         float(row['derained_niqe']) - float(row['input_niqe']))
-    # No model files in the package: BRISQUE cells stay empty, and no row repeats why.
-    assert row['input_brisque'] == '' and row['note'] == ''
+    # The release's model ships with the package: BRISQUE is scored by default.
+    assert float(row['input_brisque']) == pytest.approx(brisque.brisque(rainy), abs=1e-9)
+    assert row['note'] == ''
   assert rows['small.png']['input_niqe'] == '' and '192x192' in rows['small.png']['note']
   assert rows['small.png']['width'] == '150'
   assert rows['broken.jpg']['note'].startswith('cannot read')
@@ -95,10 +96,24 @@ def test_report_scores_input_and_output_and_explains_the_rest(run, folder):
   assert summary['niqe']['photos'] == 2 and summary['num_photos'] == 4
   assert summary['niqe']['input'] == pytest.approx(
       np.mean([float(rows[n]['input_niqe']) for n in ('cat.png', 'grace.png')]))
-  assert 'allmodel' in summary['brisque_unavailable']
+  # BRISQUE needs less than NIQE's two 96x96 blocks a side: the small photo has it.
+  assert rows['small.png']['input_brisque'] != ''
+  assert summary['brisque_unavailable'] is None and summary['brisque']['photos'] == 3
   text = open(result['results_md']).read()
-  assert text.count('BRISQUE not scored') == 1 and 'small.png' in text and 'broken.jpg' in text
+  assert 'BRISQUE not scored' not in text and 'small.png' in text and 'broken.jpg' in text
   assert Image.open(result['figure']).size[0] > 200
+
+
+def test_missing_brisque_files_leave_its_columns_empty_and_say_why_once(
+    run, folder, tmp_path, monkeypatch):
+  monkeypatch.setenv('MH2F_BRISQUE_MODEL_DIR', str(tmp_path / 'elsewhere'))
+  result = photos_report.evaluate_photos(run.workdir, str(folder), progress=False)
+  rows = _read_csv(result['per_image_csv'])
+  assert rows['cat.png']['input_brisque'] == '' and rows['cat.png']['note'] == ''
+  assert rows['cat.png']['input_niqe'] != ''
+  summary = json.loads(open(result['summary_json']).read())
+  assert 'allmodel' in summary['brisque_unavailable']
+  assert open(result['results_md']).read().count('BRISQUE not scored') == 1
 
 
 def test_brisque_is_scored_when_its_model_is_supplied(run, folder, model_dir):
@@ -145,7 +160,7 @@ def _eval(args, cwd):
 def test_eval_cli_photos(run, folder, tmp_path):
   ok = _eval([f'--workdir={run.workdir}', f'--photos={folder}'], tmp_path)
   assert ok.returncode == 0, ok.stderr
-  assert 'NIQE' in ok.stdout and 'BRISQUE not scored' in ok.stdout
+  assert 'NIQE' in ok.stdout and 'BRISQUE  rainy' in ok.stdout and 'not scored' not in ok.stdout
   results = [line.split(': ', 1)[1] for line in ok.stdout.splitlines()
              if line.startswith(('results: ', 'figure: '))]
   assert len(results) == 2 and all(os.path.isfile(p) for p in results)
