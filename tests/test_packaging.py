@@ -69,6 +69,10 @@ def test_wheel_holds_the_configs_license_and_commands(env):
   for config in ('default', 'synthetic', 'rain200l', 'ablation_no_hadb'):
     assert f'mh2f_jax/configs/{config}.py' in names
   assert any(n.endswith('LICENSE') and '.dist-info/' in n for n in names)
+  # The no-reference measures' models, each with its notice.
+  for data in ('niqe_pris_params.npz', 'niqe_pris_params.NOTICE.txt', 'brisque/allmodel',
+               'brisque/allrange', 'brisque/NOTICE.txt'):
+    assert f'mh2f_jax/metrics/data/{data}' in names
   scripts = configparser.ConfigParser()
   scripts.read_string(entry_points)
   assert sorted(scripts['console_scripts']) == sorted(COMMANDS)
