@@ -23,6 +23,13 @@ def _u8(x):
   return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
 
 
+def _flat(img, rows, cols, value):
+  """A copy of img with a rectangle of one grey level."""
+  out = img.copy()
+  out[rows, cols] = value
+  return out
+
+
 def parity_images():
   """Name -> image: photos, and blurred/noisy ones like a deraining output."""
   astro, coffee = skdata.astronaut(), skdata.coffee()
@@ -37,4 +44,9 @@ def parity_images():
       'coffee_blur1_noise5': _u8(_noise(_blur(coffee, 1.0), 5.0, 1)),
       # Float input: no rounding anywhere, as for a MATLAB double image.
       'astronaut_blur1_float': np.clip(_blur(astro, 1.0), 0, 255),
+      # Wide flat areas (grey 203 and 190, Y 190 and 179), where image - mu is
+      # rounding noise and the scores depend on the order of the filter's sums
+      # (see nss.octave_filter).
+      'astronaut_flat': _flat(astro, slice(300, None), slice(330, None), 203),
+      'coffee_flat': _flat(coffee, slice(None, 170), slice(None, 260), 190),
   }
