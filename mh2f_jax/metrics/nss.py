@@ -269,19 +269,27 @@ def octave_filter(image: np.ndarray, window: np.ndarray,
   strip = max(1, _STRIP_ELEMENTS // max(w, 1))
   for r0 in range(0, h, strip):
     r1 = min(h, r0 + strip)
-    acc = _FusedAccumulator((r1 - r0, w))
-    for i, j in taps:
-      # A convolution: output (r, c) takes window[i, j] * padded[r + mb-1-i,
-      # c + nb-1-j]. With zero borders the 'full' kernel meets the padding
-      # zeros too; adding them changes nothing.
-      at = (slice(r0 + mb - 1 - i, r1 + mb - 1 - i),
-            slice(nb - 1 - j, nb - 1 - j + w))
-      if p_hi is None:
-        acc.add(float(window[i, j]), padded[at])
-      else:
-        acc.add(float(window[i, j]), padded[at], p_hi[at], p_lo[at])
-    out[r0:r1] = acc.acc
+    out[r0:r1] = _filter_strip(window, taps, (padded, p_hi, p_lo), (r0, r1), w)
   return out
+
+
+def _filter_strip(window: np.ndarray, taps, padded_split, rows: tuple[int, int],
+                  w: int) -> np.ndarray:
+  """Output rows ``rows[0]:rows[1]`` of :func:`octave_filter`, taps in ``taps`` order."""
+  padded, p_hi, p_lo = padded_split
+  mb, nb = window.shape
+  r0, r1 = rows
+  acc = _FusedAccumulator((r1 - r0, w))
+  for i, j in taps:
+    # A convolution: output (r, c) takes window[i, j] * padded[r + mb-1-i,
+    # c + nb-1-j]. With zero borders the 'full' kernel meets the padding
+    # zeros too; adding them changes nothing.
+    at = (slice(r0 + mb - 1 - i, r1 + mb - 1 - i), slice(nb - 1 - j, nb - 1 - j + w))
+    if p_hi is None:
+      acc.add(float(window[i, j]), padded[at])
+    else:
+      acc.add(float(window[i, j]), padded[at], p_hi[at], p_lo[at])
+  return acc.acc
 
 
 def mscn(image: np.ndarray, border: str) -> tuple[np.ndarray, np.ndarray]:
