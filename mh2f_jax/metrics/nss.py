@@ -150,6 +150,19 @@ def _split(x):
   return hi, x - hi
 
 
+def _two_sum(a: np.ndarray, b: np.ndarray, out: np.ndarray, z: np.ndarray) -> None:
+  """Knuth's TwoSum in place: ``out = fl(a + b)``, ``b`` becomes its exact error.
+
+  ``z`` is scratch space; all four arrays have one shape.
+  """
+  np.add(a, b, out=out)
+  np.subtract(out, a, out=z)    # z = s - a
+  b -= z                        # b - z
+  np.subtract(out, z, out=z)    # s - z
+  np.subtract(a, z, out=z)      # a - (s - z)
+  b += z                        # the error
+
+
 class _FusedAccumulator:
   """A float64 array to which ``w * x`` is added as by a fused multiply-add.
 
@@ -191,20 +204,8 @@ class _FusedAccumulator:
       for a, b in ((w_hi, x_lo), (w_lo, x_hi), (w_lo, x_lo)):
         np.multiply(a, b, out=z)
         e += z
-    # TwoSum(acc, p): u = fl(acc + p), p = its error t.
-    np.add(acc, p, out=u)
-    np.subtract(u, acc, out=z)    # z = u - acc
-    p -= z                        # p - z
-    np.subtract(u, z, out=z)      # u - z
-    np.subtract(acc, z, out=z)    # acc - (u - z)
-    p += z                        # t
-    # acc is free now: TwoSum(t, e): acc = fl(t + e), e = its error r.
-    np.add(p, e, out=acc)
-    np.subtract(acc, p, out=z)    # z = s - t
-    e -= z                        # e - z
-    np.subtract(acc, z, out=z)    # s - z
-    np.subtract(p, z, out=z)      # t - (s - z)
-    e += z                        # r
+    _two_sum(acc, p, u, z)  # u = fl(acc + p), p = its error t
+    _two_sum(p, e, acc, z)  # acc is free now: s = fl(t + e), e = its error r
     # Round s + r to odd: where s is inexact and even, step to the odd
     # neighbour on r's side (few elements, if any, on images).
     fix = np.flatnonzero((e != 0) & ((acc.view(np.int64) & 1) == 0))
