@@ -16,6 +16,7 @@ _DN = ('NHWC', 'HWIO', 'NHWC')
     ((2, 9, 7, 5), (1, 1, 5, 4), 'SAME'),       # 1x1: a plain matrix product
     ((1, 12, 12, 2), (7, 7, 2, 1), ((3, 3), (3, 3))),  # the spatial attention's conv
     ((2, 8, 8, 4), (3, 3, 4, 4), 'VALID'),
+    ((1, 9, 11, 3), (3, 5, 3, 5), ((0, 2), (3, 1))),  # uneven padding, a wide kernel
 ])
 def test_gradients_equal_the_plain_convolution(x_shape, k_shape, padding):
   rng = np.random.default_rng(0)
