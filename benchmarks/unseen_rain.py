@@ -249,10 +249,7 @@ def own_test_split(workdir: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
   """
   from mh2f_jax.workdir import checkpoints
   from mh2f_jax import datasets
-  from mh2f_jax.datasets import mixture
-  member = mixture.eval_member(checkpoints.load_config(workdir).data)
-  source = datasets.get_source(member.name, 'test', data_dir=member.data_dir,
-                               manual_dir=member.manual_dir)
+  _, source = datasets.eval_source(checkpoints.load_config(workdir).data, 'test')
   pairs = []
   for i in range(len(source)):
     example = source[i]

@@ -25,6 +25,7 @@ import warnings
 import tensorflow_datasets as tfds
 
 from mh2f_jax.datasets import build_lock
+from mh2f_jax.datasets import mixture
 # Imported for their side effect: registering the builders with TFDS.
 from mh2f_jax.datasets import builders  # pylint: disable=unused-import
 from mh2f_jax.datasets import synthetic  # pylint: disable=unused-import
@@ -34,8 +35,8 @@ from mh2f_jax.errors import UserError
 NAMES = ('rain200l', 'rain200h', 'rain100l', 'rain100h', 'rain12', 'rain1400', 'spa_data',
          'rain13k', 'paired_folder', 'synthetic_rain')
 
-__all__ = ['NAMES', 'DatasetWarning', 'prepare', 'get_source', 'num_examples',
-           'describe_all', 'default_manual_dir']
+__all__ = ['NAMES', 'DatasetWarning', 'prepare', 'get_source', 'eval_source',
+           'num_examples', 'describe_all', 'default_manual_dir']
 
 
 class _NoMissingInfoNotice(logging.Filter):
@@ -202,6 +203,24 @@ def get_source(name: str, split: str, *, data_dir: str | None = None,
   """
   builder = _prepared(name, data_dir, manual_dir)
   return builder.as_data_source(split=_resolve_split(builder, split))
+
+
+def eval_source(data, split: str, *, data_dir: str | None = None):
+  """``(name, source)`` of a split of the dataset a run is scored on.
+
+  That is ``data.eval_dataset``, else the first member of ``data.dataset`` (a mixture
+  or one dataset): what validation, ``eval.py`` and the benchmarks score.
+
+  Args:
+    data: the config's ``data`` section.
+    split: the split (see :func:`get_source`).
+    data_dir: TFDS data folder; None uses the member's (``data.data_dir`` by default).
+  """
+  member = mixture.eval_member(data)
+  source = get_source(member.name, split,
+                      data_dir=member.data_dir if data_dir is None else data_dir,
+                      manual_dir=member.manual_dir)
+  return member.name, source
 
 
 def num_examples(name: str, split: str, *, data_dir: str | None = None,

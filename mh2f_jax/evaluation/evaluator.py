@@ -257,15 +257,11 @@ def _open_split(data_config: Any, split: str, data_dir: str | None,
   """The dataset validation used (``data.eval_dataset``, else the first), its split's
   source and how many of its images to score (a UserError if none)."""
   from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
-  from mh2f_jax.datasets import mixture  # pylint: disable=g-import-not-at-top
-  member = mixture.eval_member(data_config)
-  data_dir = data_dir if data_dir is not None else member.data_dir
-  source = datasets.get_source(member.name, split, data_dir=data_dir,
-                               manual_dir=member.manual_dir)
+  name, source = datasets.eval_source(data_config, split, data_dir=data_dir)
   total = len(source) if num_images is None else min(num_images, len(source))
   if total == 0:
-    raise errors.UserError(f'{member.name} split {split!r} has no images')
-  return member.name, source, total
+    raise errors.UserError(f'{name} split {split!r} has no images')
+  return name, source, total
 
 
 def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
