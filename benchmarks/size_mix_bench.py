@@ -3,16 +3,18 @@
 One fresh process per mode, the persistent compilation cache off (a cold start). Each
 derains ``--count`` images of distinct sizes (``--min`` to ``--max`` pixels a side,
 drawn with a fixed seed) with the default MH2F-Net, and, for the reference, the same
-number of pixels as ``--count`` images of one size. Modes: ``buckets`` (the library's
-JAX path, ``inference.size_buckets``), ``per_size`` (the jitted network at each image's
-own size, as before buckets) and ``one_size``. One JSON line per mode: wall and CPU
+number of pixels as ``--count`` images of one size. Modes: ``stream`` (the library's JAX
+path as eval runs it: ``inference.derain_stream``, size buckets with each image's program
+started before the previous output is waited for), ``buckets`` (``inference.size_buckets``
+one image at a time), ``per_size`` (the jitted network at each image's own size, as
+before buckets) and ``one_size``. One JSON line per mode: wall and CPU
 seconds, programs compiled and their seconds (``runtime.compile_count``), the machine's
 load; then the ratios per pixel to ``one_size``.
 
 Usage::
 
   python benchmarks/size_mix_bench.py [--count 20] [--min 200] [--max 520]
-      [--features 32] [--blocks 8] [--modes buckets,per_size,one_size]
+      [--features 32] [--blocks 8] [--modes stream,buckets,per_size,one_size]
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ import time
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _sizes(args: argparse.Namespace) -> list[tuple[int, int]]:
+def add_size_flags(parser: argparse.ArgumentParser) -> None:
+  """The flags that choose the images' sizes (``size_mix_bound.py`` takes them too)."""
+  parser.add_argument('--count', type=int, default=20)
+  parser.add_argument('--min', type=int, default=200)
+  parser.add_argument('--max', type=int, default=520)
+
+
+def sizes_for(args: argparse.Namespace) -> list[tuple[int, int]]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   sizes = set()
@@ -43,6 +52,7 @@ def child(args: argparse.Namespace) -> dict:
   sys.path.insert(0, _REPO)
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from mh2f_jax import inference  # pylint: disable=g-import-not-at-top
   from mh2f_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   from mh2f_jax.inference import forward  # pylint: disable=g-import-not-at-top
   from mh2f_jax.inference import size_buckets  # pylint: disable=g-import-not-at-top
@@ -51,16 +61,20 @@ def child(args: argparse.Namespace) -> dict:
   # Time does not depend on the parameter values: zeros, without compiling an init.
   params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
                         model_lib.abstract_params(model))
-  sizes = _sizes(args)
+  sizes = sizes_for(args)
   if args.mode == 'one_size':
     side = int(math.sqrt(sum(h * w for h, w in sizes) / len(sizes)))
     sizes = [(side, side)] * len(sizes)
   per_size = forward.forward_fn(model)
+  derainer = inference.Derainer(model, params, backend='jax')
   rng = np.random.default_rng(1)
+  images = (rng.uniform(0, 1, (1, h, w, 3)).astype(np.float32) for h, w in sizes)
   t0, cpu0 = time.perf_counter(), time.process_time()
   with compile_count.counting() as seen:
-    for h, w in sizes:
-      x = rng.uniform(0, 1, (1, h, w, 3)).astype(np.float32)
+    if args.mode == 'stream':
+      for _ in inference.derain_stream(derainer, (x[0] for x in images)):
+        pass
+    for x in images:  # (empty after 'stream')
       if args.mode == 'buckets':
         size_buckets.forward(model, params, x)
       else:
@@ -75,12 +89,10 @@ def child(args: argparse.Namespace) -> dict:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--count', type=int, default=20)
-  parser.add_argument('--min', type=int, default=200)
-  parser.add_argument('--max', type=int, default=520)
+  add_size_flags(parser)
   parser.add_argument('--features', type=int, default=32)
   parser.add_argument('--blocks', type=int, default=8)
-  parser.add_argument('--modes', default='buckets,per_size,one_size')
+  parser.add_argument('--modes', default='stream,buckets,per_size,one_size')
   parser.add_argument('--mode', help=argparse.SUPPRESS)
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -200,6 +201,17 @@ def summary_json(summary: dict[str, Any]) -> str:
   return json.dumps(files.json_safe(summary), indent=2, allow_nan=False) + '\n'
 
 
+def _checked_pairs(iterator: Any) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+  """``(name, rainy, clean)`` of each test example; a UserError for a pair that differs in size."""
+  for example in iterator:
+    name = files.decode_name(example['name'])
+    rainy, clean = np.asarray(example['rainy']), np.asarray(example['clean'])
+    if rainy.shape != clean.shape:
+      raise errors.UserError(f'test image {name}: rainy {rainy.shape} and clean '
+                             f'{clean.shape} differ in size')
+    yield name, rainy, clean
+
+
 def _score_images(derainer: inference.Derainer, source: Any, total: int, protocol: str, *,
                   images_dir: str | None, figure_path: str, title: str, progress: bool
                   ) -> tuple[list[dict[str, Any]], set[tuple[int, ...]], int]:
@@ -215,16 +227,12 @@ def _score_images(derainer: inference.Derainer, source: Any, total: int, protoco
   from mh2f_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
   rows, shapes, used_names, num_tiled = [], set(), set(), 0
   iterator = input_pipeline.create_eval_iterator(source, num_images=total)
-  for i, example in enumerate(tqdm(iterator, total=total, desc=f'eval {title}', unit='img',
-                                   disable=not progress)):
-    name = files.decode_name(example['name'])
-    rainy, clean = np.asarray(example['rainy']), np.asarray(example['clean'])
-    if rainy.shape != clean.shape:
-      raise errors.UserError(f'test image {name}: rainy {rainy.shape} and clean '
-                             f'{clean.shape} differ in size')
+  pairs = inference.derain_stream(derainer, _checked_pairs(iterator),
+                                  image_of=lambda pair: pair[1])
+  for i, ((name, rainy, clean), derained) in enumerate(tqdm(  # derained: uint8
+      pairs, total=total, desc=f'eval {title}', unit='img', disable=not progress)):
     shapes.add(rainy.shape)
     num_tiled += derainer.will_tile(*rainy.shape[:2])
-    derained = derainer.derain(rainy)  # uint8 via metrics.to_uint8
     try:
       scores = metrics.evaluate_pair(derained, clean, protocol)
       input_scores = metrics.evaluate_pair(rainy, clean, protocol)

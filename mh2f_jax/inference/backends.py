@@ -36,6 +36,8 @@ BACKENDS = ('auto', 'jax', 'onnxruntime')
 INSTALL_HINT = "pip install onnx onnxruntime (or the package's [export] extra)"
 
 ForwardFn = Callable[[np.ndarray], np.ndarray]
+# Starts a forward pass and returns a function that waits for its output.
+DispatchFn = Callable[[np.ndarray], Callable[[], np.ndarray]]
 
 
 def onnxruntime_available() -> bool:
@@ -83,6 +85,11 @@ def jax_forward(model: model_lib.MH2FNet, params: Any) -> ForwardFn:
   of sizes compiles a bounded number of programs, with the unpadded network's output.
   """
   return lambda batch: size_buckets.forward(model, params, batch)
+
+
+def jax_dispatch(model: model_lib.MH2FNet, params: Any) -> DispatchFn:
+  """:func:`jax_forward`, asynchronous: the output is waited for when asked for."""
+  return lambda batch: size_buckets.dispatch(model, params, batch)
 
 
 def onnxruntime_session(proto_or_bytes: Any, *, tiles: bool = False) -> Any:

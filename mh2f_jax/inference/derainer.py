@@ -26,6 +26,7 @@ pass the ``model`` block of the workdir's ``config.json`` (or that file's path).
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -57,6 +58,14 @@ DEFAULT_MAX_UNTILED_PIXELS = 1024 * 1024
 _ALIGN = tiling_lib.ALIGN
 
 
+def _as_input(y: np.ndarray, ndim: int, dtype: np.dtype) -> np.ndarray:
+  """Raw output ``y`` (B, H, W, 3) as the input's rank and dtype (see ``derain``)."""
+  if ndim == 3:
+    y = y[0]
+  if dtype == np.uint8:
+    from mh2f_jax import metrics  # The one rounding rule for 8-bit outputs.
+    return metrics.to_uint8(y)
+  return np.clip(y, 0.0, 1.0).astype(dtype)
 
 
 class DerainerBase:
@@ -83,6 +92,8 @@ class DerainerBase:
   # The tilings a subclass can run; 'exact' needs the model's stages.
   tilings: tuple[str, ...] = ('approx',)
   forward: backends.ForwardFn
+  # Set where the backend runs asynchronously (JAX): see start.
+  dispatch: backends.DispatchFn | None = None
   backend: str
 
   def __init__(self, *, tile_size: int = DEFAULT_TILE_SIZE,
@@ -176,13 +187,26 @@ class DerainerBase:
     Returns:
       float32 (B, H, W, 3), not clipped.
     """
+    return self._start_raw(images, self_ensemble)()
+
+  def _start_raw(self, images: np.ndarray,
+                 self_ensemble: bool | str | None) -> Callable[[], np.ndarray]:
+    """Starts :meth:`derain_raw`; returns a function that waits for its output.
+
+    Only a whole-image pass on a backend with ``dispatch`` runs asynchronously; tiles
+    and self-ensembles are computed here.
+    """
     ensemble = self.self_ensemble if self_ensemble is None else self._ensemble(self_ensemble)
     b, h, w, _ = images.shape
     if ensemble == 'none' and not self.will_tile(h, w) and b * h * w <= max(
         self.max_untiled_pixels, h * w):
-      return self._run(images)
-    return np.stack([ensemble_lib.average(self._raw_single, img, ensemble)
-                     for img in images])
+      if self.dispatch is not None:
+        return self.dispatch(images)
+      y = self._run(images)
+    else:
+      y = np.stack([ensemble_lib.average(self._raw_single, img, ensemble)
+                    for img in images])
+    return lambda: y
 
   def derain(self, image: Any, *, self_ensemble: bool | str | None = None) -> np.ndarray:
     """Derains one image or a batch.
@@ -201,6 +225,16 @@ class DerainerBase:
       ValueError: wrong rank, not 3 channels, an empty side, a dtype other than uint8
         or float, or an unknown ``self_ensemble``.
     """
+    return self.start(image, self_ensemble=self_ensemble)()
+
+  def start(self, image: Any, *,
+            self_ensemble: bool | str | None = None) -> Callable[[], np.ndarray]:
+    """Checks and starts :meth:`derain`; returns a function that waits for its output.
+
+    On a backend with ``dispatch`` (JAX) a whole image's forward pass runs in the
+    background until the output is asked for; see :mod:`mh2f_jax.inference.streaming`.
+    Raises what :meth:`derain` raises, at once.
+    """
     if isinstance(image, jax.Array):
       image = np.asarray(image)
     image = np.asarray(image)
@@ -215,14 +249,8 @@ class DerainerBase:
       x = image.astype(np.float32)
     else:
       raise ValueError(f'image must be uint8 or float in [0, 1], got dtype {dtype}')
-    batch = x if x.ndim == 4 else x[None]
-    y = self.derain_raw(batch, self_ensemble=self_ensemble)
-    if image.ndim == 3:
-      y = y[0]
-    if dtype == np.uint8:
-      from mh2f_jax import metrics  # The one rounding rule for 8-bit outputs.
-      return metrics.to_uint8(y)
-    return np.clip(y, 0.0, 1.0).astype(dtype)
+    wait = self._start_raw(x if x.ndim == 4 else x[None], self_ensemble)
+    return lambda: _as_input(wait(), image.ndim, dtype)
 
   __call__ = derain
 
@@ -263,6 +291,8 @@ class Derainer(DerainerBase):
     # The one place the forward function is chosen: whole images and tiles both go
     # through ``self.forward`` (see _run).
     self.backend, self.forward = backends.make_forward(model, self.params, backend)
+    if self.backend == 'jax':
+      self.dispatch = backends.jax_dispatch(model, self.params)
     self._onnx_stages = None  # The exact tiling's sessions, built on first use.
 
   def _run_tiled(self, image: np.ndarray) -> np.ndarray:

@@ -7,14 +7,17 @@
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+import numpy as np
 
 from mh2f_jax import errors
 from mh2f_jax import files
 from mh2f_jax.inference import derainer as derainer_lib
 from mh2f_jax.inference import exported
 from mh2f_jax.inference import photos
+from mh2f_jax.inference import streaming
 
 
 def load_derainer(*, workdir: str | None = None, model: str | None = None,
@@ -96,26 +99,36 @@ def derain_photos(derainer: Any, plan: Sequence[tuple[str, str]], options: Optio
     plan = [entry for entry in plan if entry[0] not in done]
     summary.skipped = len(done)
     print(f'skipped {len(done)} input(s) whose output exists in {options.output}')
-  for path, out_stem in plan:
-    if _derain_one(derainer, path, out_stem, options, summary):
+  # One photo ahead: the next is read and started while the current one runs.
+  stream = streaming.derain_stream(derainer, _readable(plan, options, summary),
+                                   image_of=lambda entry: entry[2].pixels)
+  for (path, out_stem, loaded), derained in stream:
+    if _write_one(derainer, path, out_stem, loaded, derained, options, summary):
       summary.derained += 1
     else:
       summary.failed += 1
   return summary
 
 
-def _derain_one(derainer: Any, path: str, out_stem: str, options: Options,
-                summary: Summary) -> bool:
-  """Derains one photo and writes it (and its comparison); False if it failed."""
+def _readable(plan: Sequence[tuple[str, str]], options: Options, summary: Summary
+              ) -> Iterator[tuple[str, str, photos.LoadedImage]]:
+  """``(path, out_stem, loaded)`` of each photo that can be read; the others are failures."""
+  for path, out_stem in plan:
+    try:
+      with files.pixel_limit(options.max_pixels):
+        loaded = photos.read_image(path)
+    except Exception as e:  # pylint: disable=broad-except
+      # Pillow raises many unrelated types for corrupt files; the run must go on.
+      print(f'error: cannot read {path}: {e}', file=sys.stderr)
+      summary.failed += 1
+      continue
+    yield path, out_stem, loaded
+
+
+def _write_one(derainer: Any, path: str, out_stem: str, loaded: photos.LoadedImage,
+               derained: np.ndarray, options: Options, summary: Summary) -> bool:
+  """Writes one derained photo (and its comparison); False if it failed."""
   write = files.write_atomic if options.overwrite else files.write_new
-  try:
-    with files.pixel_limit(options.max_pixels):
-      loaded = photos.read_image(path)
-  except Exception as e:  # pylint: disable=broad-except
-    # Pillow raises many unrelated types for corrupt files; the run must go on.
-    print(f'error: cannot read {path}: {e}', file=sys.stderr)
-    return False
-  derained = derainer.derain(loaded.pixels)
   out_path = out_stem + photos.output_extension(loaded.kind)
   try:
     write(out_path, photos.encode_output(loaded, derained))

@@ -17,6 +17,7 @@ data, so one program serves every size of a bucket.
 """
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -79,6 +80,17 @@ def forward(model: model_lib.MH2FNet, params: Any, images: np.ndarray) -> np.nda
   Returns:
     (B, H, W, 3) float32 NumPy array: the unpadded network's output, to float rounding.
   """
+  return dispatch(model, params, images)()
+
+
+def dispatch(model: model_lib.MH2FNet, params: Any,
+             images: np.ndarray) -> Callable[[], np.ndarray]:
+  """Starts :func:`forward` and returns a function that waits for its output.
+
+  JAX runs a dispatched program asynchronously, so a caller can prepare the next image
+  (read it, and trace and compile its bucket's program when that bucket is new) while
+  this one runs: see :mod:`mh2f_jax.inference.streaming`.
+  """
   images = np.asarray(images, np.float32)
   _, height, width, _ = images.shape
   m = model_lib.PAD_MULTIPLE
@@ -89,4 +101,4 @@ def forward(model: model_lib.MH2FNet, params: Any, images: np.ndarray) -> np.nda
   x = np.pad(x, ((0, 0), (0, bucket_side(h4) - h4), (0, bucket_side(w4) - w4), (0, 0)))
   valid = np.array([0, h4, 0, w4], np.int32)
   y = _padded_fn(model)(params, x, valid)  # NumPy in: no per-shape transfer program
-  return np.asarray(y)[:, :height, :width]
+  return lambda: np.asarray(y)[:, :height, :width]
