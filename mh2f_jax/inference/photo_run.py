@@ -100,29 +100,32 @@ def derain_photos(derainer: Any, plan: Sequence[tuple[str, str]], options: Optio
     summary.skipped = len(done)
     print(f'skipped {len(done)} input(s) whose output exists in {options.output}')
   # One photo ahead: the next is read and started while the current one runs.
-  stream = streaming.derain_stream(derainer, _readable(plan, options, summary),
-                                   image_of=lambda entry: entry[2].pixels)
-  for (path, out_stem, loaded), derained in stream:
-    if _write_one(derainer, path, out_stem, loaded, derained, options, summary):
+  stream = streaming.derain_stream(
+      derainer, _read_each(plan, options),
+      image_of=lambda entry: None if entry[2] is None else entry[2].pixels)
+  for (path, out_stem, loaded, why), derained in stream:
+    if why is not None:
+      print(f'error: cannot read {path}: {why}', file=sys.stderr)
+      summary.failed += 1
+    elif _write_one(derainer, path, out_stem, loaded, derained, options, summary):
       summary.derained += 1
     else:
       summary.failed += 1
   return summary
 
 
-def _readable(plan: Sequence[tuple[str, str]], options: Options, summary: Summary
-              ) -> Iterator[tuple[str, str, photos.LoadedImage]]:
-  """``(path, out_stem, loaded)`` of each photo that can be read; the others are failures."""
+def _read_each(plan: Sequence[tuple[str, str]], options: Options
+               ) -> Iterator[tuple[str, str, photos.LoadedImage | None, Exception | None]]:
+  """``(path, out_stem, loaded, None)``, or ``(path, out_stem, None, why)`` if unreadable."""
   for path, out_stem in plan:
+    loaded, why = None, None
     try:
       with files.pixel_limit(options.max_pixels):
         loaded = photos.read_image(path)
     except Exception as e:  # pylint: disable=broad-except
       # Pillow raises many unrelated types for corrupt files; the run must go on.
-      print(f'error: cannot read {path}: {e}', file=sys.stderr)
-      summary.failed += 1
-      continue
-    yield path, out_stem, loaded
+      why = e
+    yield path, out_stem, loaded, why
 
 
 def _write_one(derainer: Any, path: str, out_stem: str, loaded: photos.LoadedImage,

@@ -24,12 +24,14 @@ def derain_stream(derainer: Any, items: Iterable[Any], *,
   Args:
     derainer: an ``inference.DerainerBase`` (a ``Derainer`` or an exported model's).
     items: anything; ``image_of(item)`` is the image to derain (the item itself when
-      ``image_of`` is None). Read lazily, one ahead.
+      ``image_of`` is None). Read lazily, one ahead. An item whose image is None (one
+      that could not be read, say) passes through in its place, with None.
     image_of: see ``items``.
     self_ensemble: as for ``derain``.
 
   Yields:
-    ``(item, derained)`` in the order of ``items``.
+    ``(item, derained)`` in the order of ``items``; ``derained`` is None where the image
+    was.
 
   Raises:
     Whatever reading ``items`` or deraining raises, once the outputs of the items before
@@ -40,8 +42,7 @@ def derain_stream(derainer: Any, items: Iterable[Any], *,
   while True:
     try:
       item = next(items, _END)
-      started = None if item is _END else (
-          item, derainer.start(get(item), self_ensemble=self_ensemble))
+      started = None if item is _END else (item, _start(derainer, get(item), self_ensemble))
     except Exception:  # pylint: disable=broad-except  # re-raised below
       if pending is not None:
         yield pending[0], pending[1]()
@@ -51,3 +52,10 @@ def derain_stream(derainer: Any, items: Iterable[Any], *,
     if started is None:
       return
     pending = started
+
+
+def _start(derainer: Any, image: Any, self_ensemble: bool | str | None
+           ) -> Callable[[], np.ndarray | None]:
+  if image is None:
+    return lambda: None
+  return derainer.start(image, self_ensemble=self_ensemble)

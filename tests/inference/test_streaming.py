@@ -76,3 +76,14 @@ def test_derain_stream_yields_what_came_before_a_bad_image():
   assert next(stream)[1].shape == (4, 4, 3)
   with pytest.raises(OSError, match='disk gone'):
     next(stream)
+
+
+def test_an_item_without_an_image_passes_through_in_its_place():
+  recorder = _Recorder()
+  items = [np.full((4, 4, 3), 1, np.uint8), None, np.full((4, 4, 3), 2, np.uint8)]
+  got = list(inference.derain_stream(recorder, items))
+  assert [item is None for item, _ in got] == [False, True, False]
+  assert got[1][1] is None
+  np.testing.assert_array_equal(got[2][1], items[2])
+  # The placeholder holds the one-ahead place: image 2 starts once image 1 is out.
+  assert recorder.events == ['start 1', 'wait 1', 'start 2', 'wait 2']
