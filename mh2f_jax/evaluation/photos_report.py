@@ -68,22 +68,26 @@ def list_photos(folder: str) -> list[str]:
   return paths
 
 
-def _score_photo(derainer: Any, scorer: no_reference.Scorer, path: str
-                 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
-  """One CSV row for a photo, and its (rainy, derained) uint8 pair (None if unreadable)."""
-  from mh2f_jax import metrics  # pylint: disable=g-import-not-at-top
+def _read_photo(path: str) -> tuple[dict[str, Any], Any]:
+  """A photo's CSV row so far, and the photo (``photos.LoadedImage``; None if unreadable)."""
   from mh2f_jax.inference import photos  # pylint: disable=g-import-not-at-top
   row = {'name': os.path.basename(path), 'width': None, 'height': None, 'note': ''}
   try:
-    loaded = photos.read_image(path)
+    return row, photos.read_image(path)
   except Exception as e:  # pylint: disable=broad-except
     # Pillow raises many unrelated types for corrupt files; the other photos go on.
     row['note'] = f'cannot read: {e}'
     return row, None
+
+
+def _score_photo(scorer: no_reference.Scorer, row: dict[str, Any], loaded: Any,
+                 derained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Fills the row of a read photo from its scores; its (rainy, derained) uint8 pair."""
+  from mh2f_jax import metrics  # pylint: disable=g-import-not-at-top
   pixels = loaded.pixels
   rainy = pixels if pixels.dtype == np.uint8 else metrics.to_uint8(pixels)
   row['height'], row['width'] = rainy.shape[:2]
-  derained = metrics.to_uint8(derainer.derain(pixels))
+  derained = metrics.to_uint8(derained)
   before, reasons = scorer.score(rainy)
   after, _ = scorer.score(derained)
   for m in MEASURES:
@@ -93,7 +97,7 @@ def _score_photo(derainer: Any, scorer: no_reference.Scorer, path: str
   notes = dict.fromkeys(r for m, r in reasons.items()
                         if not (m == 'brisque' and scorer.brisque_model is None))
   row['note'] = '; '.join(notes)
-  return row, (rainy, derained)
+  return rainy, derained
 
 
 def _cell(value: Any) -> str:
@@ -184,11 +188,16 @@ def _score_all(derainer: Any, scorer: no_reference.Scorer, paths: list[str], *,
                ) -> tuple[list[dict[str, Any]], dict[str, tuple]]:
   """Rows of every photo, and the image pairs of the current best and worst only."""
   rows, kept, used = [], {}, set()
-  for path in tqdm(paths, desc='eval photos', unit='img', disable=not progress):
-    row, pair = _score_photo(derainer, scorer, path)
+  # One photo ahead: the next photo runs while this one is scored.
+  stream = inference.derain_stream(
+      derainer, map(_read_photo, paths),
+      image_of=lambda read: None if read[1] is None else read[1].pixels)
+  for (row, loaded), derained in tqdm(stream, total=len(paths), desc='eval photos',
+                                      unit='img', disable=not progress):
     rows.append(row)
-    if pair is None:
+    if loaded is None:
       continue
+    pair = _score_photo(scorer, row, loaded, derained)
     if images_dir is not None:
       # pylint: disable-next=protected-access
       files.write_atomic(evaluator._image_path(images_dir, row['name'], used),
