@@ -44,6 +44,11 @@ def fake_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarra
   return metrics.to_uint8(rainy), metrics.to_uint8(clean)
 
 
+def rainy_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+  """The rainy half of :func:`fake_pair` (uint8)."""
+  return fake_pair(height, width, seed)[0]
+
+
 def _write_dataset(root: str) -> None:
   """A paired_folder tree: <split>/rainy/img<i>.png + <split>/clean/img<i>.png."""
   for split, sizes in (('train', ((32, 32),) * 4), ('test', _TEST_SIZES)):

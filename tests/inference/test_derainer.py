@@ -14,7 +14,7 @@ from mh2f_jax import metrics
 from mh2f_jax import model as model_lib
 from mh2f_jax.export import params_file
 
-from inference_helper import _tiny_model_and_params, fake_pair, random_params, tiny_run  # pylint: disable=g-bad-import-order
+from inference_helper import _tiny_model_and_params, rainy_photo, random_params, tiny_run  # pylint: disable=g-bad-import-order
 
 
 @pytest.fixture(name='run', scope='session')
@@ -23,16 +23,6 @@ def _run_fixture(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ random tiny models
-
-
-@pytest.fixture(name='hadb_derainer', scope='module')
-def _hadb_derainer():
-  return inference.Derainer(*_tiny_model_and_params('hadb'))
-
-
-def _photo(height, width, seed=0):
-  rainy, _ = fake_pair(height, width, seed)
-  return rainy
 
 
 # ----------------------------------------------------------------------------- tiling
@@ -60,7 +50,7 @@ def test_tiling_settings_are_validated(hadb_derainer):
 
 def test_derain_keeps_dtype_and_shape(hadb_derainer):
   d = hadb_derainer
-  rainy = _photo(20, 24)
+  rainy = rainy_photo(20, 24)
   raw = d.derain_raw(rainy[None].astype(np.float32) / 255.0)[0]
 
   out8 = d.derain(rainy)
@@ -82,7 +72,7 @@ def test_derain_keeps_dtype_and_shape(hadb_derainer):
 
 
 def test_batch_equals_single_images(hadb_derainer):
-  batch = np.stack([_photo(20, 24, seed=1), _photo(20, 24, seed=2)])
+  batch = np.stack([rainy_photo(20, 24, seed=1), rainy_photo(20, 24, seed=2)])
   out = hadb_derainer.derain(batch)
   assert out.shape == batch.shape and out.dtype == np.uint8
   x = batch.astype(np.float32) / 255.0
@@ -100,7 +90,7 @@ def test_derain_rejects_bad_arrays(hadb_derainer):
 
 
 def test_self_ensembles_flips_by_default_and_x8_by_name(hadb_derainer, caplog):
-  x = _photo(24, 24, seed=3).astype(np.float32) / 255.0
+  x = rainy_photo(24, 24, seed=3).astype(np.float32) / 255.0
   plain = hadb_derainer.derain_raw(x[None])[0]
   flips = hadb_derainer.derain_raw(x[None], self_ensemble=True)[0]
   assert np.abs(flips - plain).max() > 1e-4  # The ensemble is not the single pass.
@@ -146,7 +136,7 @@ def test_export_and_load_params_file(run, tmp_path):
   path = str(tmp_path / 'mh2f.msgpack')
   info = params_file.export_params(run.workdir, path, 'latest')
   assert info['step'] == d.step and os.path.isfile(path)
-  rainy = _photo(20, 24, seed=4)
+  rainy = rainy_photo(20, 24, seed=4)
   expected = d.derain(rainy)
   from_json = inference.Derainer.from_params_file(path, os.path.join(run.workdir,
                                                                      'config.json'))
@@ -180,11 +170,11 @@ def test_onnxruntime_backend_equals_jax_whole_and_tiled(hadb_derainer):
   fast = inference.Derainer(model, params, backend='onnxruntime')
   assert fast.backend == 'onnxruntime' and hadb_derainer.backend == 'jax'
   # Whole images (one not a multiple of 4, a batch), then the tiled path.
-  for batch in (_photo(37, 45)[None], np.stack([_photo(20, 24, 1), _photo(20, 24, 2)])):
+  for batch in (rainy_photo(37, 45)[None], np.stack([rainy_photo(20, 24, 1), rainy_photo(20, 24, 2)])):
     x = batch.astype(np.float32) / 255.0
     diff = np.abs(fast.derain_raw(x) - hadb_derainer.derain_raw(x)).max()
     assert diff <= 1e-4
-  x = _photo(70, 61, seed=5).astype(np.float32) / 255.0
+  x = rainy_photo(70, 61, seed=5).astype(np.float32) / 255.0
   for d in (fast, hadb_derainer):
     d.set_tiling(32, 16, 4, max_untiled_pixels=0)
   try:

@@ -5,25 +5,15 @@ import pytest
 
 from mh2f_jax import inference
 
-from inference_helper import _tiny_model_and_params, fake_pair  # pylint: disable=g-bad-import-order
-
-
-@pytest.fixture(name='hadb_derainer', scope='module')
-def _hadb_derainer():
-  return inference.Derainer(*_tiny_model_and_params('hadb'))
-
-
-def _photo(height, width, seed=0):
-  rainy, _ = fake_pair(height, width, seed)
-  return rainy
+from inference_helper import rainy_photo  # pylint: disable=g-bad-import-order
 
 
 def test_derain_stream_equals_derain_in_order(hadb_derainer):
   d = hadb_derainer
   d.set_tiling(tile_size=16, max_untiled_pixels=30 * 30)  # the 36x40 image is tiled
   try:
-    images = [_photo(20, 24, seed=4), _photo(36, 40, seed=5),
-              _photo(21, 17, seed=6).astype(np.float32) / 255.0, _photo(20, 24, seed=7)]
+    images = [rainy_photo(20, 24, seed=4), rainy_photo(36, 40, seed=5),
+              rainy_photo(21, 17, seed=6).astype(np.float32) / 255.0, rainy_photo(20, 24, seed=7)]
     items = [(f'img{i}', image) for i, image in enumerate(images)]
     got = list(inference.derain_stream(d, items, image_of=lambda item: item[1]))
     assert [item for item, _ in got] == items
