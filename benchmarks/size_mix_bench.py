@@ -66,7 +66,7 @@ def child(args: argparse.Namespace) -> dict:
     side = int(math.sqrt(sum(h * w for h, w in sizes) / len(sizes)))
     sizes = [(side, side)] * len(sizes)
   per_size = forward.forward_fn(model)
-  derainer = inference.Derainer(model, params, backend='jax')
+  derainer = inference.Derainer(model, params, backend='jax') if args.mode == 'stream' else None
   rng = np.random.default_rng(1)
   images = (rng.uniform(0, 1, (1, h, w, 3)).astype(np.float32) for h, w in sizes)
   t0, cpu0 = time.perf_counter(), time.process_time()

@@ -9,11 +9,11 @@ Reads the JSON lines of ``benchmarks/size_mix_bench.py`` run with the modes
   pixels``.
 
 Then, for 1 to ``--max_programs`` buckets, it searches bucket shapes (every bucket side
-one of the images' own sides, rounded up to a multiple of 4: a bucket larger than its
-largest image only adds pixels) for the lowest modelled time ``programs * program_s +
-pixel_s * sum(bucket pixels of each image)``, and prints it against the one size's. The
-model favours buckets: it charges a padded pixel no more than a pixel at the one size,
-while on a CPU larger inputs run slower per pixel. The search is a local search from
+one of the images' own sides, rounded up to the network's padding multiple: a bucket
+larger than its largest image only adds pixels) for the lowest modelled time
+``programs * program_s + pixel_s * sum(bucket pixels of each image)``, and prints it
+against the one size's. The model favours buckets: it charges a padded pixel no more
+than a pixel at the one size, while on a CPU larger inputs run slower per pixel. The search is a local search from
 ``--restarts`` random starts, so a printed ratio is the best found, not proven minimal.
 Last, the smallest single canvas found that packs all the images (MaxRects), for the
 other way to one program: several images per input, masked from each other.
@@ -38,14 +38,15 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import size_mix_bench  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-
-def _align4(n: int) -> int:
-  return -(-n // 4) * 4
+sys.path.insert(0, size_mix_bench._REPO)  # pylint: disable=protected-access
+# The network pads each side to a multiple of ALIGN itself (so do the buckets).
+# pylint: disable-next=g-import-not-at-top,wrong-import-position
+from mh2f_jax.model.receptive_field import ALIGN, align_up
 
 
 def bucket_costs(sizes: list[tuple[int, int]]) -> np.ndarray:
   """(candidates, images) pixels of each candidate bucket for each image, inf if too small."""
-  sides = np.array([(_align4(h), _align4(w)) for h, w in sizes])
+  sides = np.array([(align_up(h), align_up(w)) for h, w in sizes])
   cands = np.array(sorted({(h, w) for h in sides[:, 0] for w in sides[:, 1]}))
   fits = (cands[:, None, 0] >= sides[None, :, 0]) & (cands[:, None, 1] >= sides[None, :, 1])
   return np.where(fits, (cands[:, 0] * cands[:, 1])[:, None].astype(float), np.inf)
@@ -101,7 +102,7 @@ def pack(items: list[tuple[int, int]], width: int, height: int
   return spots
 
 
-def tightest_canvas(sizes: list[tuple[int, int]], gap: int = 4, step: int = 64,
+def tightest_canvas(sizes: list[tuple[int, int]], gap: int = ALIGN, step: int = 64,
                     max_width: int = 2048) -> tuple[int, int]:
   """The smallest canvas (height, width) found that packs every image with ``gap``.
 
@@ -109,7 +110,7 @@ def tightest_canvas(sizes: list[tuple[int, int]], gap: int = 4, step: int = 64,
   the network's quarter scale, which its 3x3 convolutions need to stay inside their own
   image); widths and heights are multiples of ``step``; four orders are tried.
   """
-  items = [(_align4(h) + gap, _align4(w) + gap) for h, w in sizes]
+  items = [(align_up(h) + gap, align_up(w) + gap) for h, w in sizes]
   orders = (lambda t: t, lambda t: t[::-1], lambda t: t[0] * t[1], max)
   best = None
   for width in range(-(-max(w for _, w in items) // step) * step, max_width + 1, step):

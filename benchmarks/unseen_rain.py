@@ -13,7 +13,7 @@ that renderer meets a different one, as a user's own rain would be. Five styles:
 * ``wide``: wide soft streaks, 4 to 6 pixels across and blurred, long and faint;
 * ``drizzle``: dense, short (3 to 8 pixels), faint near-vertical dashes;
 * ``steep``: unblurred one-pixel lines (not anti-aliased) 36 to 45 degrees off
-  vertical, beyond the 35 degrees that ``synthetic_rain`` 2.0.0 trained on;
+  vertical, beyond the 35 degrees of ``synthetic_rain`` 2.0.0 (3.0.0 reaches 45);
 * ``strong``: wide streaks as ``wide`` but blended with opacity 0.7 to 0.9, brighter
   than any wide streak of ``synthetic_rain`` 2.0.0.
 
