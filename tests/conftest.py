@@ -82,3 +82,14 @@ def degraded_batch():
   streaked = streaks(clean[2], rng)
   pred = np.stack([noisy, blurred, streaked])
   return pred.astype(np.float32), clean.astype(np.float32)
+
+
+# The inference tests share one Derainer per module. It lives here, not in a
+# tests/inference/conftest.py: the test folders are not packages, so a second conftest.py
+# would be imported under the same module name and hide this one's helpers.
+@pytest.fixture(name='hadb_derainer', scope='module')
+def _hadb_derainer():
+  """A Derainer of a random tiny model with HADB (one per test module)."""
+  from mh2f_jax import inference  # pylint: disable=g-import-not-at-top
+  from inference_helper import _tiny_model_and_params  # pylint: disable=g-import-not-at-top
+  return inference.Derainer(*_tiny_model_and_params('hadb'))
