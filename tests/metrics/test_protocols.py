@@ -16,7 +16,7 @@ from mh2f_jax import files
 from mh2f_jax import metrics
 from mh2f_jax.metrics import psnr_ssim_jax
 
-from conftest import streaks
+from metrics_helper import streaks
 
 
 def _wang_ssim(a, b):

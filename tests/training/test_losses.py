@@ -8,7 +8,7 @@ import pytest
 from mh2f_jax.training import losses
 from mh2f_jax.metrics import ssim_jax as ssim_lib
 
-from conftest import numpy_ssim_same
+from metrics_helper import numpy_ssim_same
 
 
 @pytest.fixture(name='batch')
