@@ -3,6 +3,10 @@
 :func:`export_params` writes one; :func:`read_params` reads it back (training's
 ``init_from`` uses it). ``Derainer.from_params_file`` reads such a file back with the
 workdir's model config.
+
+The format: the ``params`` pytree (nested dicts of float32 arrays, Flax names) serialised
+with ``flax.serialization.msgpack_serialize``. The model's hyper-parameters are not
+inside.
 """
 
 import os

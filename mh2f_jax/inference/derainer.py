@@ -18,10 +18,8 @@ file) and derains images of any size:
   ('flips', the default when enabled) or also its 90 degree rotations ('x8', which turn
   rain sideways) are derained, mapped back and averaged (raw outputs, before clipping).
 
-Parameters file format (``from_params_file``/``export.params_file.export_params``): the ``params`` pytree
-(nested dicts of float32 arrays, Flax names) serialised with
-``flax.serialization.msgpack_serialize``. The model's hyper-parameters are not inside:
-pass the ``model`` block of the workdir's ``config.json`` (or that file's path).
+``from_params_file`` reads a bare parameters file (:mod:`mh2f_jax.export.params_file`)
+with the ``model`` block of the workdir's ``config.json`` (or that file's path).
 """
 
 import logging
@@ -155,7 +153,14 @@ class DerainerBase:
 
   def _run(self, batch: np.ndarray) -> np.ndarray:
     """Raw network output for a float32 (B, H, W, 3) batch."""
-    return self.forward(batch)
+    return self._start_run(batch)()
+
+  def _start_run(self, batch: np.ndarray) -> Callable[[], np.ndarray]:
+    """Starts :meth:`_run`; asynchronous where the backend has ``dispatch``."""
+    if self.dispatch is not None:
+      return self.dispatch(batch)
+    y = self.forward(batch)
+    return lambda: y
 
   def _run_tiled(self, image: np.ndarray) -> np.ndarray:
     """Raw output for one float32 (H, W, 3) image, tile by tile ('approx' here)."""
@@ -193,19 +198,15 @@ class DerainerBase:
                  self_ensemble: bool | str | None) -> Callable[[], np.ndarray]:
     """Starts :meth:`derain_raw`; returns a function that waits for its output.
 
-    Only a whole-image pass on a backend with ``dispatch`` runs asynchronously; tiles
-    and self-ensembles are computed here.
+    Only a whole-image pass (:meth:`_start_run`) can run asynchronously; tiles and
+    self-ensembles are computed here.
     """
     ensemble = self.self_ensemble if self_ensemble is None else self._ensemble(self_ensemble)
     b, h, w, _ = images.shape
     if ensemble == 'none' and not self.will_tile(h, w) and b * h * w <= max(
         self.max_untiled_pixels, h * w):
-      if self.dispatch is not None:
-        return self.dispatch(images)
-      y = self._run(images)
-    else:
-      y = np.stack([ensemble_lib.average(self._raw_single, img, ensemble)
-                    for img in images])
+      return self._start_run(images)
+    y = np.stack([ensemble_lib.average(self._raw_single, img, ensemble) for img in images])
     return lambda: y
 
   def derain(self, image: Any, *, self_ensemble: bool | str | None = None) -> np.ndarray:
@@ -235,9 +236,7 @@ class DerainerBase:
     background until the output is asked for; see :mod:`mh2f_jax.inference.streaming`.
     Raises what :meth:`derain` raises, at once.
     """
-    if isinstance(image, jax.Array):
-      image = np.asarray(image)
-    image = np.asarray(image)
+    image = np.asarray(image)  # jax.Array too
     if image.ndim not in (3, 4) or image.shape[-1] != 3:
       raise ValueError(f'image must have shape (H, W, 3) or (B, H, W, 3), got {image.shape}')
     if 0 in image.shape:
@@ -289,7 +288,7 @@ class Derainer(DerainerBase):
     # device whatever device count the checkpoint was written with.
     self.params = jax.device_put(params)
     # The one place the forward function is chosen: whole images and tiles both go
-    # through ``self.forward`` (see _run).
+    # through ``self.forward``, or its asynchronous twin ``self.dispatch`` (see _start_run).
     self.backend, self.forward = backends.make_forward(model, self.params, backend)
     if self.backend == 'jax':
       self.dispatch = backends.jax_dispatch(model, self.params)
