@@ -9,6 +9,8 @@ import tempfile
 import numpy as np
 import pytest
 
+from metrics_helper import streaks
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,7 +34,6 @@ def degraded_batch():
   """Clean photo crops and degraded versions (noise, blur, streaks), float32."""
   from scipy import ndimage  # pylint: disable=g-import-not-at-top
   from skimage import data  # pylint: disable=g-import-not-at-top
-  from metrics_helper import streaks  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   clean = np.stack([
       data.astronaut()[150:150 + _H, 180:180 + _W],
