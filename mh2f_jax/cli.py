@@ -15,7 +15,8 @@ flags in a function and hands it, with its ``main``, to :func:`run`:
 * Log policy: the tool's own progress goes to stdout (``print``); absl logs go to stderr
   at the tool's level (INFO for training, WARNING otherwise); the package's notes
   (logger ``mh2f_jax``) are shown as ``note: ...``; other libraries' routine lines are
-  dropped, their warnings kept (:class:`mh2f_jax.runtime.logs.LibraryFilter`).
+  dropped, their warnings kept (:class:`mh2f_jax.runtime.logs.LibraryFilter`), unless
+  the environment sets ``MH2F_LIBRARY_LOGS=1``.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def log_policy(level: int = logging.WARNING) -> Iterator[None]:
   absl_handler = logging.get_absl_handler()
   root_handlers = [h for h in pylogging.getLogger().handlers if h is not absl_handler]
   previous = (logging.get_verbosity(), flags.FLAGS['stderrthreshold'].value)
-  library_filter = logs.LibraryFilter()
+  # MH2F_LIBRARY_LOGS=1 shows every library line, as quiet_libraries promises.
+  policy_filters = ([] if logs.libraries_shown() else [logs.LibraryFilter()])
   notes = pylogging.getLogger('mh2f_jax')
   note_handler = pylogging.StreamHandler(sys.stderr)
   note_handler.setFormatter(pylogging.Formatter('note: %(message)s'))
@@ -72,9 +74,10 @@ def log_policy(level: int = logging.WARNING) -> Iterator[None]:
   logging.set_verbosity(level)
   logging.set_stderrthreshold(level)
   fault_filter = _DropWriteFaultTracebacks()
+  policy_filters.append(fault_filter)
   for handler in (absl_handler, *root_handlers):
-    handler.addFilter(library_filter)
-    handler.addFilter(fault_filter)
+    for f in policy_filters:
+      handler.addFilter(f)
   # On the logger too: a record is filtered there whichever handlers print it.
   absl_logger = pylogging.getLogger('absl')
   absl_logger.addFilter(fault_filter)
@@ -94,8 +97,8 @@ def log_policy(level: int = logging.WARNING) -> Iterator[None]:
     threading.excepthook = thread_hook
     absl_logger.removeFilter(fault_filter)
     for handler in (absl_handler, *root_handlers):
-      handler.removeFilter(library_filter)
-      handler.removeFilter(fault_filter)
+      for f in policy_filters:
+        handler.removeFilter(f)
     logging.set_verbosity(previous[0])
     logging.set_stderrthreshold(previous[1])
 

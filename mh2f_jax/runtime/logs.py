@@ -9,10 +9,15 @@ in ``_HARMLESS_WARNINGS``, which say nothing a user could act on. Set
 ``MH2F_LIBRARY_LOGS=1`` to see every library line again (when reporting a bug).
 """
 
+import functools
+import importlib
 import logging
 import os
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# The package this module belongs to, found from the package itself rather than from
+# this module's folder, so that moving the module to another subpackage changes nothing.
+PACKAGE = __name__.partition('.')[0]
+PACKAGE_DIR = os.path.realpath(os.path.dirname(importlib.import_module(PACKAGE).__file__))
 
 # Prefixes of library warnings that need no action.
 _HARMLESS_WARNINGS = (
@@ -21,15 +26,38 @@ _HARMLESS_WARNINGS = (
 )
 
 
+def from_package(record: logging.LogRecord) -> bool:
+  """Whether mh2f_jax logged ``record``.
+
+  Its own loggers (``logging.getLogger(__name__)``) say so by their name; absl's
+  ``logging.info`` logs every module's records under the one name ``absl``, so those are
+  told by the file that made the call.
+  """
+  name = record.name
+  if name == PACKAGE or name.startswith(PACKAGE + '.'):
+    return True
+  return _in_package(record.pathname)
+
+
+@functools.lru_cache(maxsize=512)
+def _in_package(pathname: str) -> bool:
+  path = os.path.realpath(pathname)
+  return path.startswith(PACKAGE_DIR + os.sep)
+
+
 class LibraryFilter(logging.Filter):
   """Passes mh2f_jax's records and other libraries' warnings, minus the harmless ones."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     if record.levelno < logging.WARNING:
-      return (record.name.startswith('mh2f_jax')
-              or os.path.abspath(record.pathname).startswith(_PACKAGE_DIR))
+      return from_package(record)
     message = str(record.msg)
     return not any(message.startswith(prefix) for prefix in _HARMLESS_WARNINGS)
+
+
+def libraries_shown() -> bool:
+  """Whether the environment asks for every library line (``MH2F_LIBRARY_LOGS=1``)."""
+  return os.environ.get('MH2F_LIBRARY_LOGS') == '1'
 
 
 _FILTER = LibraryFilter()
@@ -43,7 +71,7 @@ def quiet_libraries() -> None:
   notebook's) are not touched. Calling it again changes nothing. Does nothing when the
   environment sets ``MH2F_LIBRARY_LOGS=1``.
   """
-  if os.environ.get('MH2F_LIBRARY_LOGS') == '1':
+  if libraries_shown():
     return
   from absl import logging as absl_logging
   handlers = [absl_logging.get_absl_handler(), *logging.getLogger().handlers]
