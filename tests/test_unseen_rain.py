@@ -197,7 +197,7 @@ def test_main_on_a_workdir(tmp_path_factory, tmp_path, capsys, photos, monkeypat
 
 def test_own_split_of_a_mixture_is_its_eval_dataset(monkeypatch):
   # The demo trains on a mixture; its own test split is the eval dataset's, as eval.py's.
-  from mh2f_jax import datasets
+  from mh2f_jax.datasets import sources
   from mh2f_jax.configs import synthetic
   from mh2f_jax.workdir import checkpoints
   config = synthetic.get_config()
@@ -210,7 +210,7 @@ def test_own_split_of_a_mixture_is_its_eval_dataset(monkeypatch):
     opened.append((name, split, data_dir))
     return [{'name': b'a.png', 'rainy': clean + 1, 'clean': clean}]
 
-  monkeypatch.setattr(datasets, 'get_source', get_source)
+  monkeypatch.setattr(sources, 'get_source', get_source)
   config.data.dataset = 'synthetic_rain/heavy:3,synthetic_rain/light:1'
   pairs = unseen_rain.own_test_split('run')
   assert opened == [('synthetic_rain/heavy', 'test', '/data')]

@@ -318,19 +318,19 @@ def get_sources(config: Any) -> tuple[Any, Any]:
   # Lazy: TFDS is slow to import, and callers that pass their own sources never need it.
   import jax  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.datasets import sources  # pylint: disable=g-import-not-at-top
   members = mixture.resolved(mixture.parse(config.data.dataset), config.data)
   wanted = members + ([mixture.eval_member(config.data)] if config.num_eval_images != 0
                       else [])
 
   def open_split(m: mixture.Member) -> Any:
-    return datasets.get_source(m.name, m.split, data_dir=m.data_dir,
+    return sources.get_source(m.name, m.split, data_dir=m.data_dir,
                                manual_dir=m.manual_dir)
 
   if jax.process_count() > 1:
     if jax.process_index() == 0:
       for m in wanted:
-        datasets.prepare(m.name, data_dir=m.data_dir, manual_dir=m.manual_dir)
+        sources.prepare(m.name, data_dir=m.data_dir, manual_dir=m.manual_dir)
     multihost_utils.sync_global_devices('mh2f_prepare_dataset')
   parts = [open_split(m) for m in members]
   train = parts[0] if len(parts) == 1 else mixture.MixedSource(members, parts)

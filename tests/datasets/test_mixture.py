@@ -127,14 +127,14 @@ def test_describe_names_each_dataset_split_count_and_share():
 
 
 def test_get_sources_opens_each_member_and_the_eval_dataset(monkeypatch):
-  from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.datasets import sources  # pylint: disable=g-import-not-at-top
   opened = []
 
   def fake_get_source(name, split, *, data_dir, manual_dir):
     opened.append((name, split, data_dir, manual_dir))
     return _constant_source(len(opened), 3)
 
-  monkeypatch.setattr(datasets, 'get_source', fake_get_source)
+  monkeypatch.setattr(sources, 'get_source', fake_get_source)
   config = ml_collections.ConfigDict({'num_eval_images': None, 'data': _data(
       dataset=['synthetic_rain/light:1', {'name': 'paired_folder', 'weight': 3,
                                           'data_dir': '/mine', 'split': 'train[:2]'}],
