@@ -210,7 +210,7 @@ FIELDS: tuple[Field, ...] = (
     # its own checkpoint whatever they say.
     Field('init_from', None, 'start from trained weights: a workdir (its best '
           'checkpoint, else the latest), `DIR:STEP`, or a parameters file '
-          '(`python -m mh2f_jax.export params`); step 0, fresh optimizer and schedule',
+          '(`mh2f-export --format=params`); step 0, fresh optimizer and schedule',
           'a workdir, DIR:STEP, a parameters file, or None',
           _or_none(lambda v: isinstance(v, str) and bool(v)), placeholder=str, path=True),
     Field('init_from_skip', (), 'parameter name patterns (fnmatch on the `/`-joined path, '

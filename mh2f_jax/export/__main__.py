@@ -7,11 +7,13 @@ Formats (details and loading examples in ``docs/export.md``):
   ``onnxruntime`` packages.
 * ``jax``: a serialized ``jax.export`` artifact (StableHLO, parameters inside) with
   symbolic batch, height and width, lowered for CPU and CUDA; it runs with ``jax`` alone.
+* ``params``: a bare parameters file (the ``params`` tree as Flax msgpack, no model config
+  inside), what training's ``init_from`` and ``Derainer.from_params_file`` read.
 
-Before anything is written, the exported model is run (ONNX Runtime, or the deserialized
-artifact) on seeded random images of two sizes, one of them not a multiple of 4, and its
-outputs are compared with the JAX forward pass: a difference above ``TOLERANCE`` is an
-error and nothing is written. The checkpoint defaults to the workdir's best (the latest
+Before anything is written, the exported model is run (ONNX Runtime, the deserialized
+artifact, or the Flax network on the parameters read back) on seeded random images of
+two sizes, one of them not a multiple of 4, and its outputs are compared with the JAX
+forward pass: a difference above ``TOLERANCE`` is an error and nothing is written. The checkpoint defaults to the workdir's best (the latest
 when no validation was recorded), as for ``mh2f_jax.derain``.
 
 Safety: an existing output file is never replaced without ``--overwrite``; the file is
@@ -31,14 +33,14 @@ from absl import logging as absl_logging
 from mh2f_jax import cli
 from mh2f_jax import errors
 
-FORMATS = ('onnx', 'jax')
+FORMATS = ('onnx', 'jax', 'params')
 
 def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
   """Defines the export flags on ``values``."""
   del argv  # No config overrides.
   flags.DEFINE_string('workdir', None, 'Training workdir (config.json and checkpoints/).',
                       flag_values=values, required=True)
-  flags.DEFINE_enum('format', None, list(FORMATS), 'onnx or jax.', flag_values=values,
+  flags.DEFINE_enum('format', None, list(FORMATS), 'onnx, jax or params.', flag_values=values,
                     required=True)
   flags.DEFINE_string('output', None, 'The file to write.', flag_values=values,
                       required=True)

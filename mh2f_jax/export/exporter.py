@@ -1,9 +1,11 @@
 """Exports a workdir's model to a file, checked against the JAX forward pass first.
 
 Formats: ``onnx`` (:mod:`mh2f_jax.model.onnx_graph`'s graph with the run's step and model
-config in its metadata) and ``jax`` (:mod:`mh2f_jax.export.jax_artifact`). Nothing is
-written unless the exported model, run by its own runtime on seeded images of
-``CHECK_SHAPES``, is within ``TOLERANCE`` of JAX.
+config in its metadata), ``jax`` (:mod:`mh2f_jax.export.jax_artifact`) and ``params`` (the
+bare parameters file of :mod:`mh2f_jax.model.params_file`, what ``init_from`` and
+``Derainer.from_params_file`` read). Nothing is written unless the exported model, run by
+its own runtime (for ``params``: the Flax network on the parameters read back from the
+bytes) on seeded images of ``CHECK_SHAPES``, is within ``TOLERANCE`` of JAX.
 """
 
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from mh2f_jax import model as model_lib
 from mh2f_jax.export import jax_artifact
 from mh2f_jax.inference import backends
 from mh2f_jax.model import onnx_graph
+from mh2f_jax.model import params_file
 from mh2f_jax.workdir import checkpoints
 
 # Max abs difference allowed between the exported model and the JAX forward pass.
@@ -30,6 +33,9 @@ TOLERANCE = 1e-4
 CHECK_SHAPES = ((1, 37, 45), (2, 64, 48))
 # What jax.export lowers for.
 PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
+# What runs each format's file for the check.
+RUNTIMES = {'onnx': 'ONNX Runtime', 'jax': 'the deserialized artifact',
+            'params': 'the Flax network on the parameters read back'}
 
 
 @dataclasses.dataclass
@@ -106,6 +112,14 @@ def _to_jax(model, params, platforms: Sequence[str]) -> tuple[bytes, Any]:
   return data, lambda x: np.asarray(loaded.call(x))
 
 
+def _to_params(model, params) -> tuple[bytes, Any]:
+  """Parameters file bytes and a JAX forward function on the parameters read back."""
+  data = params_file.to_bytes(params)
+  loaded = params_file.from_bytes(data, 'the parameters file')
+  apply = jax.jit(lambda p, x: model.apply({'params': p}, x))
+  return data, lambda x: np.asarray(apply(loaded, x))
+
+
 def max_difference(forward, reference) -> tuple[float, list[str]]:
   """Largest abs difference of two forward functions on the seeded ``CHECK_SHAPES``."""
   rng = np.random.default_rng(0)
@@ -142,10 +156,12 @@ def export_workdir(workdir: str, fmt: str, output: str, *, checkpoint: Any = 'be
   if fmt == 'onnx':
     data, forward = _to_onnx(derainer.model, derainer.params, derainer.step,
                              derainer.checkpoint)
+  elif fmt == 'params':
+    data, forward = _to_params(derainer.model, derainer.params)
   else:
     data, forward = _to_jax(derainer.model, derainer.params, platform_list)
   worst, sizes = max_difference(forward, derainer.forward)
-  runtime = 'ONNX Runtime' if fmt == 'onnx' else 'the deserialized artifact'
+  runtime = RUNTIMES[fmt]
   result = Export(data, derainer.step, derainer.checkpoint, runtime, worst, sizes)
   if result.ok:
     write_output(output, data, overwrite)

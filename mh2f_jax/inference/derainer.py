@@ -18,7 +18,7 @@ file) and derains images of any size:
   ('flips', the default when enabled) or also its 90 degree rotations ('x8', which turn
   rain sideways) are derained, mapped back and averaged (raw outputs, before clipping).
 
-``from_params_file`` reads a bare parameters file (:mod:`mh2f_jax.export.params_file`)
+``from_params_file`` reads a bare parameters file (:mod:`mh2f_jax.model.params_file`)
 with the ``model`` block of the workdir's ``config.json`` (or that file's path).
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from mh2f_jax.inference import backends
 from mh2f_jax.inference import ensemble as ensemble_lib
-from mh2f_jax.export import params_file
+from mh2f_jax.model import params_file
 from mh2f_jax.inference import forward
 from mh2f_jax import errors
 from mh2f_jax import model as model_lib

@@ -28,8 +28,8 @@ import ml_collections
 import numpy as np
 
 from mh2f_jax.errors import UserError
-from mh2f_jax.export import params_file
 from mh2f_jax.model import params as params_lib
+from mh2f_jax.model import params_file
 from mh2f_jax.training import steps
 from mh2f_jax.workdir import loading
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import flax
 import numpy as np
 import pytest
 
@@ -14,6 +15,8 @@ from mh2f_jax.export import exporter
 from mh2f_jax import inference
 from mh2f_jax.inference import forward
 from mh2f_jax import model as model_lib
+from mh2f_jax.model import params_file
+from mh2f_jax.workdir import loading
 
 from inference_helper import random_params  # pylint: disable=g-bad-import-order
 from inference_helper import tiny_run  # pylint: disable=g-bad-import-order
@@ -142,6 +145,26 @@ def test_export_jax_cli_runs_without_the_project(run, tmp_path, capsys):
   assert "['cpu', 'cuda']" in proc.stdout
   want = inference.Derainer.from_workdir(run.workdir, 'latest').derain_raw(x)
   assert np.max(np.abs(np.load(tmp_path / 'y.npy') - want)) <= TOL
+
+
+def test_export_params_cli_writes_the_file_init_from_and_derainer_read(run, tmp_path, capsys):
+  out = tmp_path / 'model.msgpack'
+  status, captured = _main(capsys, f'--workdir={run.workdir}', '--format=params',
+                           f'--output={out}', '--checkpoint=latest')
+  assert status == 0, captured.err
+  assert 'checked in the Flax network on the parameters read back' in captured.out
+  assert f'wrote {out} (params' in captured.out
+  # The file holds the checkpoint's parameters, name for name and bit for bit.
+  _, stored, _ = loading.load_workdir(run.workdir, 'latest')
+  loaded = flax.traverse_util.flatten_dict(params_file.read_params(out))
+  stored = flax.traverse_util.flatten_dict(stored)
+  assert loaded.keys() == stored.keys()
+  for name, value in stored.items():
+    np.testing.assert_array_equal(loaded[name], value, err_msg=str(name))
+  want = inference.Derainer.from_workdir(run.workdir, 'latest')
+  got = inference.Derainer.from_params_file(out, os.path.join(run.workdir, 'config.json'))
+  x = _images(1, 30, 22, seed=4)
+  np.testing.assert_array_equal(got.derain_raw(x), want.derain_raw(x))
 
 
 def test_export_user_errors_are_one_line(run, tmp_path, capsys):
