@@ -319,6 +319,18 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     out[prefix] = list(value) if isinstance(value, tuple) else value
 
 
+def _comparable(key: str, value: Any) -> Any:
+  """``value`` in a form that equivalent spellings share: a mixture as its members."""
+  if key != 'data.dataset':
+    return value
+  # Lazy: the datasets package imports TFDS, which validating a config does not need.
+  from mh2f_jax.datasets import mixture  # pylint: disable=g-import-not-at-top
+  try:
+    return mixture.parse(value)  # 'a:1, b:3' is 'a:1,b:3', and 'a' is ['a:1'].
+  except UserError:
+    return value
+
+
 def config_differences(saved: Mapping[str, Any], given: Mapping[str, Any],
                        fields: Sequence[str] = FROZEN_FIELDS) -> list[str]:
   """Lists the fields that differ, as ``'model.features: saved 8, given 16'``.
@@ -329,7 +341,8 @@ def config_differences(saved: Mapping[str, Any], given: Mapping[str, Any],
     fields: dotted field names; a field naming a block compares every entry in it.
 
   Returns:
-    One line per differing leaf field, sorted.
+    One line per differing leaf field, sorted. Two spellings of one mixture (``'a:1,b:3'``
+    and ``'a:1, b:3'``) are the same ``data.dataset``.
   """
   missing = object()
 
@@ -349,7 +362,7 @@ def config_differences(saved: Mapping[str, Any], given: Mapping[str, Any],
     _flatten(field, lookup(given, field), b)
     for key in set(a) | set(b):
       va, vb = a.get(key, missing), b.get(key, missing)
-      if va != vb:
+      if _comparable(key, va) != _comparable(key, vb):
         lines.add(f'{key}: saved {show(va)}, given {show(vb)}')
   return sorted(lines)
 

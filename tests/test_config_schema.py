@@ -28,6 +28,28 @@ def test_config_differences_allow_non_frozen_changes():
                                                 'seed: saved 0, given 3']
 
 
+def test_a_mixture_spelled_another_way_is_the_same_config(tmp_path):
+  from mh2f_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.workdir import checkpoints  # pylint: disable=g-import-not-at-top
+  saved = train_helper.tiny_config({'data.dataset': 'rain100h:1,rain1400@train[:10]:3'})
+  spaced = train_helper.tiny_config({'data.dataset': 'rain100h:1, rain1400@train[:10]:3'})
+  as_list = spaced.to_dict()
+  as_list['data']['dataset'] = ['rain100h', {'name': 'rain1400', 'split': 'train[:10]',
+                                             'weight': 3.0}]
+  for same in (spaced.to_dict(), as_list):
+    assert config_schema.config_differences(saved.to_dict(), same) == []
+  other = train_helper.tiny_config({'data.dataset': 'rain100h:1, rain1400@train[:10]:2'})
+  assert config_schema.config_differences(saved.to_dict(), other.to_dict()) == [
+      'data.dataset: saved "rain100h:1,rain1400@train[:10]:3", '
+      'given "rain100h:1, rain1400@train[:10]:2"']
+  # What train.py checks before a resume.
+  workdir = str(tmp_path / 'run')
+  checkpoints.save_config(workdir, saved)
+  assert trainer.prepare_workdir(workdir, spaced) == workdir
+  with pytest.raises(UserError, match='different config'):
+    trainer.prepare_workdir(workdir, other)
+
+
 @pytest.mark.parametrize('field,value,fragment', [
     ('optim.schedule', 'linear', 'optim.schedule'),
     ('optim.learning_rate', -1.0, 'optim.learning_rate'),

@@ -64,6 +64,15 @@ def _from_text(text: str) -> Member:
   return Member(match['name'].strip(), weight, match['split'])
 
 
+def _eval_spec(spec: Any) -> Member:
+  """``data.eval_dataset``, ``NAME[@SPLIT]``: one dataset, no weight."""
+  match = _MEMBER.match(spec.strip()) if isinstance(spec, str) and ',' not in spec else None
+  if not match or match['weight'] is not None:
+    raise UserError(f'data.eval_dataset: cannot read {spec!r}; write NAME[@SPLIT] (one '
+                    "dataset, no weight), e.g. 'rain1400' or 'rain13k@test100'")
+  return Member(match['name'].strip(), split=match['split'])
+
+
 def _from_dict(entry: Mapping[str, Any]) -> Member:
   unknown = sorted(set(entry) - set(_KEYS))
   if unknown or not isinstance(entry.get('name'), str) or not entry['name']:
@@ -130,7 +139,7 @@ def eval_member(data: Any) -> Member:
   spec = data.get('eval_dataset')
   if not spec:
     return dataclasses.replace(members[0], split=data.eval_split)
-  wanted = _from_text(spec)
+  wanted = _eval_spec(spec)
   same = [m for m in members if m.name == wanted.name]
   base = same[0] if same else Member(wanted.name, data_dir=data.get('data_dir'),
                                      manual_dir=data.get('manual_dir'))

@@ -172,6 +172,22 @@ def _resolve_split(builder, split: str) -> str:
   return split
 
 
+def _checked_size(builder, name: str, split: str, resolved: str) -> int:
+  """The number of examples ``resolved`` reads: a UserError if none or unreadable.
+
+  Checked here because array_record cannot open a split of no files (a slice such as
+  ``train[:0]``, or a mixture member's empty split) and says only that a list is empty.
+  """
+  try:
+    count = int(builder.info.splits[resolved].num_examples)
+  except ValueError as e:  # Unreadable split syntax, or a slice beyond the split.
+    raise UserError(f'{name} split {split!r}: {" ".join(str(e).split())}') from None
+  if count == 0:
+    sizes = ', '.join(f'{s} {int(i.num_examples)}' for s, i in builder.info.splits.items())
+    raise UserError(f'{name} split {split!r} has no examples (prepared: {sizes})')
+  return count
+
+
 def get_source(name: str, split: str, *, data_dir: str | None = None,
                manual_dir: str | None = None):
   """Random-access source of one split, preparing the dataset on first use.
@@ -189,10 +205,12 @@ def get_source(name: str, split: str, *, data_dir: str | None = None,
     (``name`` comes back as bytes).
 
   Raises:
-    UserError: see :func:`prepare`, or the split does not exist.
+    UserError: see :func:`prepare`, or the split does not exist or has no examples.
   """
   builder = _prepared(name, data_dir, manual_dir)
-  return builder.as_data_source(split=_resolve_split(builder, split))
+  resolved = _resolve_split(builder, split)
+  _checked_size(builder, name, split, resolved)
+  return builder.as_data_source(split=resolved)
 
 
 def eval_source(data, split: str, *, data_dir: str | None = None):
@@ -225,12 +243,12 @@ def num_examples(name: str, split: str, *, data_dir: str | None = None,
 
   Returns:
     The number of examples.
+
+  Raises:
+    UserError: as :func:`get_source`.
   """
   builder = _prepared(name, data_dir, manual_dir)
-  resolved = _resolve_split(builder, split)
-  if resolved in builder.info.splits:
-    return int(builder.info.splits[resolved].num_examples)
-  return len(builder.as_data_source(split=resolved))
+  return _checked_size(builder, name, split, _resolve_split(builder, split))
 
 
 def describe_all() -> str:

@@ -509,6 +509,22 @@ def test_get_source_prepares_on_first_use_and_default_manual_dir(tmp_path):
     datasets.get_source('rain12', 'train', data_dir=str(data_dir))
 
 
+def test_an_empty_or_unreadable_slice_is_one_error_line(tmp_path):
+  data_dir = tmp_path / 'tfds'
+  rain12_li(data_dir / 'downloads' / 'manual' / 'rain12')
+  for split in ('test[:0]', 'test[1:1]', 'test[:-3]'):
+    with pytest.raises(UserError, match=r"^rain12 split .* has no examples \(prepared: test 3\)$"):
+      datasets.get_source('rain12', split, data_dir=str(data_dir))
+    with pytest.raises(UserError, match='has no examples'):
+      datasets.num_examples('rain12', split, data_dir=str(data_dir))
+  for split, match in (('test[5:]', 'incompatible with 3 examples'),
+                       ('test[abc]', 'Unrecognized split format')):
+    with pytest.raises(UserError, match=match) as raised:
+      datasets.get_source('rain12', split, data_dir=str(data_dir))
+    assert '\n' not in str(raised.value)
+  assert datasets.num_examples('rain12', 'test[:0]+test[-1:]', data_dir=str(data_dir)) == 1
+
+
 def test_paired_folder_refuses_a_second_folder_in_one_data_dir(tmp_path):
   data_dir = str(tmp_path / 'tfds')
   first = paired_auto(tmp_path / 'one')

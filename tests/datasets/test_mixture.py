@@ -2,6 +2,7 @@
 
 import ml_collections
 import numpy as np
+from PIL import Image
 import pytest
 
 from mh2f_jax.datasets import input_pipeline
@@ -65,6 +66,12 @@ def test_members_take_the_data_blocks_split_and_folders_and_eval_defaults_to_the
   assert mixture.eval_member(data).split == 'test[:5]'
 
 
+def test_a_bad_eval_dataset_is_reported_under_its_own_field():
+  for bad in ('rain100h:x', 'rain1400:2', 'rain1400@test:1', '@test', 'a,b'):
+    with pytest.raises(UserError, match=r"^data\.eval_dataset: cannot read .*NAME\[@SPLIT\]"):
+      mixture.eval_member(_data(dataset='rain100h:1,rain1400:2', eval_dataset=bad))
+
+
 def test_proportions_over_ten_thousand_crops_follow_the_weights():
   weights = np.array([1, 2, 5]) / 8
   it = _iterator(_mixed())
@@ -124,6 +131,24 @@ def test_describe_names_each_dataset_split_count_and_share():
   assert [(r['dataset'], r['split'], r['count']) for r in rows] == [
       ('set0', 'train', 50), ('set1', 'train', 500), ('set2', 'train', 4500)]
   assert [r['weight'] for r in rows] == [1 / 8, 2 / 8, 5 / 8]
+
+
+@pytest.mark.filterwarnings('ignore::mh2f_jax.datasets.layouts.DatasetWarning')  # No test split.
+def test_an_empty_member_is_one_error_naming_it(tmp_path):
+  """A member whose split has no examples: the project's error, not array_record's."""
+  from mh2f_jax import datasets  # pylint: disable=g-import-not-at-top
+  pairs = tmp_path / 'pairs'
+  for sub in ('rainy', 'clean'):
+    (pairs / 'train' / sub).mkdir(parents=True)
+    for stem in ('a', 'b'):
+      Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(pairs / 'train' / sub / f'{stem}.png')
+  data_dir = str(tmp_path / 'tfds')
+  datasets.prepare('paired_folder', data_dir=data_dir, manual_dir=str(pairs))
+  config = ml_collections.ConfigDict({'num_eval_images': 0, 'data': _data(
+      dataset='paired_folder@train:1,paired_folder@train[:0]:1', data_dir=data_dir)})
+  with pytest.raises(UserError, match=r"^paired_folder split 'train\[:0\]' has no examples "
+                     r'\(prepared: train 2\)$'):
+    input_pipeline.get_sources(config)
 
 
 def test_get_sources_opens_each_member_and_the_eval_dataset(monkeypatch):
