@@ -92,6 +92,18 @@ def test_every_member_is_shuffled_and_covered():
   assert list(seen[0::2]) != list(range(6)) or list(seen[1::2]) != list(range(6))
 
 
+def test_members_of_one_size_are_shuffled_in_different_orders():
+  """Each member has its own shuffle seed: never the same photo at the same position."""
+  members = [mixture.Member('light', 1.0), mixture.Member('heavy', 1.0)]
+  source = mixture.MixedSource(members, [_constant_source(0, 20), _constant_source(0, 20)])
+  for seed in (0, 1):
+    indices = [int(i) for i in mixture.index_stream(source, seed)[:80]]
+    orders = [[i for i in indices if i < 20], [i - 20 for i in indices if i >= 20]]
+    assert all(sorted(o[:20]) == list(range(20)) for o in orders)  # One epoch each...
+    assert orders[0][:20] != orders[1][:20]  # ... in its own order,
+    assert orders[0][20:40] != orders[1][20:40]  # ... at every epoch.
+
+
 def test_a_seed_fixes_the_batches_and_another_changes_them():
   def first(seed):
     members = [mixture.Member('a', 1.0), mixture.Member('b', 3.0)]

@@ -17,6 +17,25 @@ def test_bucket_sides_are_bounded_and_cover_every_side():
   assert size_buckets.bucket_side(2052) % 512 == 0
 
 
+def test_sides_over_the_ladder_round_up_to_a_multiple_of_512():
+  top = max(size_buckets.SIDES)
+  for side in range(top + 4, 3 * top, 4):
+    bucket = size_buckets.bucket_side(side)
+    assert side <= bucket < side + 512 and bucket % 512 == 0, (side, bucket)
+
+
+def test_an_image_wider_than_the_ladder_runs_whole():
+  # A thin strip: one bucket past the ladder's top without a large computation.
+  model = model_lib.MH2FNet(features=4, num_blocks=2, dcr_layers=1)
+  params = random_params(model)
+  width = max(size_buckets.SIDES) + 5
+  x = np.random.default_rng(1).uniform(0.0, 1.0, (1, 6, width, 3)).astype(np.float32)
+  got = size_buckets.forward(model, params, x)
+  want = np.asarray(jax.jit(lambda p, v: model.apply({'params': p}, v))(params, x))
+  assert got.shape == want.shape == (1, 6, width, 3)
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
 def test_outputs_equal_the_unpadded_network_with_one_program_per_bucket():
   # HADB with two later units (the scanned path) and odd sizes that edge-pad to 4.
   model = model_lib.MH2FNet(features=8, num_blocks=4, dcr_layers=1)
