@@ -21,7 +21,8 @@ and writes ``bench.json`` and ``bench.md`` to ``--output``:
 
 About 8 minutes on one H100 with compilation; ``--quick`` shrinks every size (a few
 minutes on a 2-core CPU). Existing results in ``--output`` are never replaced unless
-``--overwrite`` is given. See docs/gpu.md.
+``--overwrite`` is given, and a place that cannot be written is refused before anything
+runs; Ctrl-C stops the whole benchmark and saves nothing. See docs/gpu.md.
 """
 
 from collections.abc import Sequence

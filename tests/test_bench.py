@@ -6,11 +6,18 @@ import json
 import os
 import sys
 
+import signal
+
 import jax
 import pytest
 
+import faults_helper
+import train_helper
 from mh2f_jax import bench
+from mh2f_jax.benchmark import input_speed
+from mh2f_jax.benchmark import runner
 from mh2f_jax.benchmark import train_speed
+from mh2f_jax.datasets import memory_cache
 
 # Stands in for the PyTorch peer: fixed figures, and a failure for --compile.
 _FAKE_PEER = """
@@ -109,6 +116,63 @@ def test_existing_results_are_refused_before_anything_runs(quick_run, capsys):
   assert bench.run(['--output', output, '--quick']) == 2
   assert 'error:' in capsys.readouterr().err
   assert os.stat(path).st_mtime_ns == before
+
+
+def _error_lines(text):
+  return [line for line in text.splitlines() if line.startswith('error:')]
+
+
+def test_an_unwritable_output_is_refused_before_anything_runs(tmp_path, capsys,
+                                                              monkeypatch):
+  def ran(*args):
+    raise AssertionError('the benchmark ran before its output was checked')
+  monkeypatch.setattr(runner, '_system', ran)
+  with faults_helper.read_only_folder(str(tmp_path / 'ro')) as folder:
+    for output in (folder, os.path.join(folder, 'out')):
+      assert bench.run(['--output', output, '--quick']) == 2
+      errors = _error_lines(capsys.readouterr().err)
+      assert len(errors) == 1 and f'cannot write to the output folder {output}' in errors[0]
+    assert os.listdir(folder) == []
+
+
+def _only_the_training_run(monkeypatch):
+  """The bench with every section but the input ones stubbed, on tiny in-memory pairs.
+
+  The training run trains the tests' tiny config, whose train step other tests compile
+  into the session's compilation cache.
+  """
+  monkeypatch.setattr(runner, 'base_config', lambda options: train_helper.tiny_config())
+  monkeypatch.setattr(runner, '_system', lambda table: None)
+  monkeypatch.setattr(runner, '_model', lambda table, config, size: table.section(
+      'correctness', ['passed']))
+
+  def train(table, config, s):
+    del config, s
+    table.section('train step', ['dtype', 'batch', 'images_per_s'])
+    table.row('train step', dtype='float32', batch=16, images_per_s=1.0)
+  monkeypatch.setattr(runner, '_train', train)
+  monkeypatch.setattr(runner, '_inference', lambda table, config, s: [{'s_per_mp': 1.0}])
+  monkeypatch.setattr(input_speed, 'synthetic_source', lambda pairs: memory_cache.MemorySource(
+      train_helper.fake_pairs(pairs, 16, 16, seed=1)))
+
+
+def test_ctrl_c_in_the_training_run_stops_the_bench_saving_nothing(tmp_path, capsys,
+                                                                  monkeypatch):
+  _only_the_training_run(monkeypatch)
+  original, calls = input_speed.TimedIterator.__next__, []
+
+  def next_then_ctrl_c(self):
+    calls.append(None)
+    if len(calls) == 2:  # Ctrl-C while the run trains its first steps.
+      os.kill(os.getpid(), signal.SIGINT)
+    return original(self)
+  monkeypatch.setattr(input_speed.TimedIterator, '__next__', next_then_ctrl_c)
+  output = str(tmp_path / 'out')
+  status = bench.run(['--output', output, '--quick', '--run_steps', '20',
+                      '--peer', str(tmp_path / 'absent.py')])
+  assert status == 130, capsys.readouterr().out[-2000:]
+  assert 'mh2f-bench: interrupted' in capsys.readouterr().err
+  assert os.listdir(output) == []  # Nothing half-written, no result of a cut run.
 
 
 def _fake_measure(fits):

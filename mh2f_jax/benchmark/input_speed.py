@@ -123,6 +123,7 @@ def training_run(config: ml_collections.ConfigDict, source: Any) -> dict[str, An
     ``images_per_s``, ``input_wait_share`` (time in ``next()`` after the first step,
     over the wall time from the first step to the end) and ``wall_s`` (all of it).
   """
+  from mh2f_jax.training import preemption  # pylint: disable=g-import-not-at-top
   from mh2f_jax.training import trainer  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(config.to_dict())
   config.num_eval_images = 0
@@ -131,8 +132,10 @@ def training_run(config: ml_collections.ConfigDict, source: Any) -> dict[str, An
   start = time.perf_counter()
   with tempfile.TemporaryDirectory(prefix='mh2f-bench-') as workdir, \
       timed_train_iterators() as made:
-    summary = trainer.train_and_evaluate(config, workdir, sources=(source, None),
-                                         step_callbacks=[mark])
+    # Ctrl-C stops the benchmark (nothing saved), not only this run.
+    with preemption.signals_left_to_caller():
+      summary = trainer.train_and_evaluate(config, workdir, sources=(source, None),
+                                           step_callbacks=[mark])
     end = time.perf_counter()
     rates = _logged_rates(workdir)
   waited = sum(s for it in made for t, s in it.calls if first_step and t >= first_step[0])

@@ -80,11 +80,14 @@ class Table:
 
 
 def check_output(output: str, overwrite: bool) -> None:
-  """Refuses, before anything runs, an output folder whose results would be replaced.
+  """Refuses, before anything runs, an output folder that cannot take the results.
+
+  The folder is created if missing, and a file is written there and removed: a
+  read-only or denied place is found before minutes of measuring, not after.
 
   Raises:
-    errors.UserError: ``output`` is a file, or holds ``bench.json``/``bench.md`` and
-      ``overwrite`` is False.
+    errors.UserError: ``output`` is a file, cannot be written, or holds
+      ``bench.json``/``bench.md`` and ``overwrite`` is False.
   """
   if os.path.exists(output) and not os.path.isdir(output):
     raise errors.UserError(f'--output {output} is a file, not a folder')
@@ -92,6 +95,7 @@ def check_output(output: str, overwrite: bool) -> None:
   if existing and not overwrite:
     raise errors.UserError(f'{", ".join(os.path.join(output, n) for n in existing)} '
                            'exists; give --overwrite to replace it, or another --output')
+  files.check_writable_folder(output)
 
 
 def save(output: str, result: dict[str, Any], markdown: str, overwrite: bool) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+import contextlib
 import signal
 import threading
 from typing import Any
@@ -10,6 +12,24 @@ from absl import logging
 import jax
 
 from mh2f_jax.runtime import hosts
+
+# Open signals_left_to_caller blocks: while one is, StopRequest installs no handler.
+_left_to_caller: list[None] = []
+
+
+@contextlib.contextmanager
+def signals_left_to_caller() -> Iterator[None]:
+  """While open, training leaves SIGTERM and Ctrl-C to the caller's handlers.
+
+  For a caller to whom the training run is one part of its work (the benchmark): a
+  stop there must stop the caller, not end the run early at a step boundary and let
+  the caller go on with its result.
+  """
+  _left_to_caller.append(None)
+  try:
+    yield
+  finally:
+    _left_to_caller.pop()
 
 
 class StopRequest:
@@ -53,7 +73,7 @@ class StopRequest:
 
   def __enter__(self):
     # Signal handlers can only be installed from the main thread.
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread() and not _left_to_caller:
       for sig in (signal.SIGTERM, signal.SIGINT):
         self._previous[sig] = signal.signal(sig, self._handle)
     return self
