@@ -1,7 +1,12 @@
 """The images both no-reference parity tests score: photos that ship with scikit-image,
-and blurred and noisy versions of them like a deraining output. The Octave reference
-values in test_niqe.py and test_brisque.py were computed on exactly these images.
+and blurred and noisy versions of them like a deraining output, and what the LIVE
+releases, run in GNU Octave, give for exactly these images (octave/reference.json,
+made by octave/make_reference.py; octave/README.md says how).
 """
+
+import functools
+import json
+import pathlib
 
 import numpy as np
 from scipy import ndimage
@@ -50,3 +55,15 @@ def parity_images():
       'astronaut_flat': _flat(astro, slice(300, None), slice(330, None), 203),
       'coffee_flat': _flat(coffee, slice(None, 170), slice(None, 260), 190),
   }
+
+
+@functools.lru_cache(maxsize=1)
+def octave_reference():
+  """The releases' scores of parity_images() in Octave, to 17 digits.
+
+  Returns:
+    ``{'niqe': {name: [gray, y]}, 'brisque': {name: score},
+    'brisque_features': {name: [36 values]}, 'setup': ..., ...}``.
+  """
+  path = pathlib.Path(__file__).resolve().parent / 'octave' / 'reference.json'
+  return json.loads(path.read_text())
