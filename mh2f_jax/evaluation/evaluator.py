@@ -315,7 +315,7 @@ def evaluate(workdir: str, *, checkpoint: Any = 'latest', split: str = 'test',
       num_images=num_images,
       raw_of_ema=params == 'raw' and config.get('ema_decay') is not None))
   images_dir = os.path.join(out_dir, 'images') if save_images else None
-  os.makedirs(out_dir, exist_ok=True)
+  files.check_writable_folder(out_dir)  # Before the scoring, which takes the time.
   figure_path = os.path.join(out_dir, 'figure.png')
   start = time.time()
   rows, shapes, num_tiled = _score_images(

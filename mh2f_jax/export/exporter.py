@@ -75,6 +75,7 @@ def _check_output_path(path: str, workdir: str, overwrite: bool) -> None:
     raise errors.UserError(f'{path} exists: pass --overwrite to replace it')
   files.refuse_inside(path, [os.path.join(workdir, checkpoints.CONFIG_FILE),
                              os.path.join(workdir, checkpoints.CHECKPOINT_DIR)], 'the export')
+  files.check_writable_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def _platforms(text: str) -> list[str]:
