@@ -25,7 +25,8 @@ The release, step by step, and this module with it:
 The release's ``allmodel`` and ``allrange`` ship in
 ``mh2f_jax/metrics/data/brisque/`` with the release's notice (``NOTICE.txt``
 there); ``$MH2F_BRISQUE_MODEL_DIR`` or ``model=load_model(directory)`` use
-another copy.
+another copy. Both files are checked in full as they are loaded
+(:mod:`.libsvm_files`): a damaged or cut copy is refused, never scored with.
 """
 
 import dataclasses
@@ -37,13 +38,20 @@ import numpy as np
 
 from mh2f_jax.metrics import matlab_resize
 from mh2f_jax.metrics import nss
+from mh2f_jax.metrics.libsvm_files import ModelFileError
+from mh2f_jax.metrics.libsvm_files import parse_libsvm_model
+from mh2f_jax.metrics.libsvm_files import parse_svm_scale_range
+from mh2f_jax.metrics.libsvm_files import read_text
 from mh2f_jax.metrics.nss import ImageTooSmall
 
-__all__ = ['ImageTooSmall', 'MIN_SIDE', 'MODEL_DIR', 'ModelUnavailable',
-           'SvrModel', 'brisque', 'brisque_features', 'load_model',
-           'parse_libsvm_model', 'parse_svm_scale_range', 'predict', 'to_gray']
+__all__ = ['ImageTooSmall', 'MIN_SIDE', 'MODEL_DIR', 'ModelFileError',
+           'ModelUnavailable', 'NUM_FEATURES', 'SvrModel', 'brisque',
+           'brisque_features', 'load_model', 'parse_libsvm_model',
+           'parse_svm_scale_range', 'predict', 'to_gray']
 
 MODEL_DIR = pathlib.Path(__file__).resolve().parent / 'data' / 'brisque'
+# 18 features at full scale and 18 at half scale.
+NUM_FEATURES = 36
 # Each side must still hold the 7x7 window after the image is halved.
 MIN_SIDE = 14
 _SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))
@@ -77,58 +85,16 @@ class SvrModel:
   feature_max: np.ndarray
 
 
-def parse_libsvm_model(text: str, n_features: int) -> tuple[float, float,
-                                                            np.ndarray,
-                                                            np.ndarray]:
-  """Reads an epsilon-SVR/RBF model in libsvm's text format.
-
-  Args:
-    text: Contents of the model file.
-    n_features: Feature count; support vectors are stored densely.
-
-  Returns:
-    ``(gamma, rho, coef, support)``.
-
-  Raises:
-    ValueError: If the model is not an epsilon-SVR with an RBF kernel.
-  """
-  header, _, body = text.replace('\r', '').partition('\nSV\n')
-  fields = dict(line.split(None, 1) for line in header.split('\n') if line)
-  if fields.get('svm_type') != 'epsilon_svr' or fields.get('kernel_type') != 'rbf':
-    raise ValueError('expected an epsilon_svr model with an rbf kernel, got '
-                     f"{fields.get('svm_type')}/{fields.get('kernel_type')}")
-  rows = [line.split() for line in body.split('\n') if line.strip()]
-  coef = np.array([float(row[0]) for row in rows])
-  support = np.zeros((len(rows), n_features))
-  for i, row in enumerate(rows):
-    for item in row[1:]:
-      index, value = item.split(':')
-      support[i, int(index) - 1] = float(value)
-  return float(fields['gamma']), float(fields['rho']), coef, support
-
-
-def parse_svm_scale_range(text: str) -> tuple[float, float, np.ndarray,
-                                              np.ndarray]:
-  """Reads an ``svm-scale -s`` range file (``x``, ``lower upper``, rows).
-
-  Args:
-    text: Contents of the range file.
-
-  Returns:
-    ``(lower, upper, feature_min, feature_max)``, indexed from feature 1.
-  """
-  lines = [line.split() for line in text.replace('\r', '').split('\n')
-           if line.strip()]
-  if lines[0] != ['x']:
-    raise ValueError('expected a feature range file starting with "x"')
-  lower, upper = (float(v) for v in lines[1])
-  rows = sorted((int(i), float(lo), float(hi)) for i, lo, hi in lines[2:])
-  return (lower, upper, np.array([r[1] for r in rows]),
-          np.array([r[2] for r in rows]))
+def _read_file(path: pathlib.Path, what: str, parse):
+  """``parse`` of a file's text; a ModelFileError names the file."""
+  try:
+    return parse(read_text(path))
+  except ModelFileError as e:
+    raise ModelFileError(f'BRISQUE {what} {path}: {e}') from None
 
 
 def load_model(directory=None) -> SvrModel:
-  """Loads ``allmodel`` and ``allrange`` (the release's file names).
+  """Loads ``allmodel`` and ``allrange`` (the release's file names), checking all of both.
 
   Args:
     directory: Folder holding both files; if None, ``$MH2F_BRISQUE_MODEL_DIR``
@@ -139,6 +105,9 @@ def load_model(directory=None) -> SvrModel:
 
   Raises:
     ModelUnavailable: If either file is missing.
+    ModelFileError: If a file cannot be read, is cut short or is not a libsvm
+      epsilon-SVR model (or range file) of ``NUM_FEATURES`` features; a
+      ``UserError`` whose message names the file and what is wrong.
   """
   if directory is None:
     directory = os.environ.get('MH2F_BRISQUE_MODEL_DIR') or MODEL_DIR
@@ -149,9 +118,12 @@ def load_model(directory=None) -> SvrModel:
     raise ModelUnavailable(
         'BRISQUE needs the LIVE release files allmodel and allrange; missing: '
         + ', '.join(missing))
-  lower, upper, fmin, fmax = parse_svm_scale_range(paths[1].read_text())
-  gamma, rho, coef, support = parse_libsvm_model(paths[0].read_text(),
-                                                 fmin.size)
+  lower, upper, fmin, fmax = _read_file(paths[1], 'range file', parse_svm_scale_range)
+  if fmin.size != NUM_FEATURES:
+    raise ModelFileError(f'BRISQUE range file {paths[1]}: it has ranges for '
+                         f'{fmin.size} features, BRISQUE has {NUM_FEATURES}')
+  gamma, rho, coef, support = _read_file(
+      paths[0], 'model file', lambda text: parse_libsvm_model(text, NUM_FEATURES))
   return SvrModel(gamma, rho, coef, support, lower, upper, fmin, fmax)
 
 

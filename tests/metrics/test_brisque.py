@@ -14,6 +14,7 @@ them fails here.
 import numpy as np
 import pytest
 
+from mh2f_jax import errors
 from mh2f_jax.metrics import brisque
 from mh2f_jax.metrics import niqe
 from parity_images import octave_reference  # pylint: disable=g-bad-import-order
@@ -82,10 +83,10 @@ _TINY_CASES = [
 
 
 @pytest.fixture(name='tiny_model')
-def _tiny_model(tmp_path):
-  (tmp_path / 'allmodel').write_text(_TINY_MODEL)
-  (tmp_path / 'allrange').write_text(_TINY_RANGE)
-  return brisque.load_model(tmp_path)
+def _tiny_model():
+  lower, upper, fmin, fmax = brisque.parse_svm_scale_range(_TINY_RANGE)
+  gamma, rho, coef, support = brisque.parse_libsvm_model(_TINY_MODEL, 3)
+  return brisque.SvrModel(gamma, rho, coef, support, lower, upper, fmin, fmax)
 
 
 @pytest.mark.parametrize('raw,scaled,score', _TINY_CASES)
@@ -111,6 +112,53 @@ def test_other_svm_types_are_refused():
 def test_missing_model_files_raise(tmp_path):
   with pytest.raises(brisque.ModelUnavailable, match='allmodel'):
     brisque.load_model(tmp_path)
+
+
+def _release_copy(folder, model=None, ranges=None):
+  """The release's two files in folder, either one replaced by other bytes."""
+  folder.mkdir(exist_ok=True)
+  for name, data in (('allmodel', model), ('allrange', ranges)):
+    (folder / name).write_bytes(
+        (brisque.MODEL_DIR / name).read_bytes() if data is None else data)
+  return folder
+
+
+def test_release_files_load_whole():
+  model = _release_model()
+  assert model.coef.shape == (774,) and model.support.shape == (774, 36)
+  assert model.gamma == 0.05 and model.rho == -153.591
+
+
+def _release_lines():
+  return (brisque.MODEL_DIR / 'allmodel').read_bytes().split(b'\n')
+
+
+@pytest.mark.parametrize('cut,match', [
+    # At a line boundary the rest still parses: only total_sv tells.
+    (lambda lines: b'\n'.join(lines[:400]) + b'\n', 'total_sv says 774 support vectors'),
+    (lambda lines: b'\n'.join(lines)[:200000], 'last line has no newline'),
+    (lambda lines: b'\n'.join(lines[:6]) + b'\n', 'no SV line'),
+    (lambda lines: b'', 'empty'),
+    (lambda lines: bytes(range(256)) * 20, 'not a libsvm text file'),
+])
+def test_damaged_model_file_is_refused_naming_it(tmp_path, cut, match):
+  folder = _release_copy(tmp_path / 'model', model=cut(_release_lines()))
+  with pytest.raises(brisque.ModelFileError, match=match) as err:
+    brisque.load_model(folder)
+  assert isinstance(err.value, errors.UserError)
+  assert str(err.value).startswith(f'BRISQUE model file {folder / "allmodel"}: ')
+
+
+def test_damaged_range_file_is_refused_naming_it(tmp_path):
+  ranges = (brisque.MODEL_DIR / 'allrange').read_bytes()
+  for data, match in ((ranges[:-12], 'last line has no newline'),
+                      (b'\n'.join(ranges.split(b'\n')[:-2]) + b'\n', 'for 35 features'),
+                      (ranges.replace(b'\n7 ', b'\n70 ', 1), 'the first: 7')):
+    folder = _release_copy(tmp_path / 'range', ranges=data)
+    with pytest.raises(brisque.ModelFileError, match=match) as err:
+      brisque.load_model(folder)
+    assert str(err.value).startswith(f'BRISQUE range file {folder / "allrange"}: ')
+
 
 
 @pytest.fixture(name='model36')
