@@ -228,7 +228,8 @@ def brisque(image, *, model: SvrModel | None = None) -> float:
   Args:
     image: ``(H, W)`` or ``(H, W, 3)`` RGB; uint8, or float in [0, 255]
       (float colour input is rounded to uint8 first, as the release does; float
-      grey input is used as it is). At least ``MIN_SIDE`` pixels each way.
+      grey input is used as it is; a float image within [0, 1] is refused as on
+      the wrong scale, see ``nss.check_image``). At least ``MIN_SIDE`` pixels each way.
     model: From ``load_model``; by default the files in
       ``$MH2F_BRISQUE_MODEL_DIR`` or ``MODEL_DIR``.
 

@@ -153,7 +153,8 @@ def niqe(image, *, variant: str = 'gray') -> float:
   Args:
     image: ``(H, W)`` or ``(H, W, 3)`` RGB; uint8, or float in [0, 255] (float
       colour input is converted without rounding, as MATLAB treats a double
-      image). At least 192x192 pixels; bottom rows and right columns beyond a
+      image; a float image within [0, 1] is refused as on the wrong scale, see
+      ``nss.check_image``). At least 192x192 pixels; bottom rows and right columns beyond a
       multiple of 96 are ignored, as in the release.
     variant: 'gray' (the release: MATLAB ``rgb2gray``) or 'y' (Y of MATLAB
       ``rgb2ycbcr``, as BasicSR's ``calculate_niqe``). Grey input scores the

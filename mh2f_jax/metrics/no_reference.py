@@ -12,6 +12,11 @@ deraining papers score such photos with NIQE and BRISQUE (lower is better for bo
 A measure that cannot score an image (NIQE needs two 96-pixel blocks each way) gives
 None and its reason instead of raising, so one small photo never stops a report.
 
+Scales: :meth:`Scorer.score` takes uint8 or float in [0, 1], as the rest of the package;
+``niqe.niqe`` and ``brisque.brisque`` take uint8 or float in [0, 255], as the MATLAB
+releases. A float outside the expected range is refused with a ValueError, never
+clipped.
+
 Example::
 
   from mh2f_jax.metrics import no_reference
@@ -36,9 +41,23 @@ LABELS = {'niqe': 'NIQE', 'niqe_y': 'NIQE-Y', 'brisque': 'BRISQUE'}
 
 
 def _to_uint8(image) -> np.ndarray:
-  """8-bit RGB, as both releases read a photo file (float [0, 1] input is rounded)."""
+  """8-bit RGB, as both releases read a photo file (float [0, 1] input is rounded).
+
+  Raises:
+    ValueError: float values outside [0, 1] (e.g. an image on the 0..255 scale, which
+      would otherwise be clipped to white), NaN, or a dtype other than uint8 or float.
+  """
   arr = np.asarray(image)
-  return arr if arr.dtype == np.uint8 else protocols.to_uint8(arr)
+  if arr.dtype == np.uint8:
+    return arr
+  if np.issubdtype(arr.dtype, np.floating) and arr.size and not (
+      arr.min() >= 0 and arr.max() <= 1) and not np.isnan(arr).any():
+    raise ValueError(
+        'Scorer.score takes uint8, or float in [0, 1] (the scale of the model\'s '
+        f'images); got float values in [{arr.min():.4g}, {arr.max():.4g}]. For the 0..255 '
+        'scale pass uint8, or call niqe.niqe and brisque.brisque, which take float in '
+        '[0, 255]')
+  return protocols.to_uint8(arr)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +81,10 @@ class Scorer:
 
     Returns:
       The scorer; when the model files are missing, BRISQUE gives None with the reason.
+
+    Raises:
+      brisque.ModelFileError: the model files are there but damaged, cut short or not
+        the release's kind of model (a ``UserError`` naming the file and the fault).
     """
     try:
       return cls(brisque_lib.load_model(brisque_dir))
@@ -72,11 +95,18 @@ class Scorer:
     """Scores one image with every measure.
 
     Args:
-      image: (H, W, 3) RGB, uint8 or float in [0, 1] (rounded to 8 bits first).
+      image: (H, W, 3) RGB, uint8, or float in [0, 1] (rounded to 8 bits first). This
+        is the scale of the rest of the package (``metrics.to_uint8``, the model's
+        input and output), not that of :func:`niqe.niqe` and :func:`brisque.brisque`,
+        whose float input is on the 0..255 scale of the MATLAB releases.
 
     Returns:
       ``(values, reasons)``: ``{measure: score or None}`` over :data:`MEASURES`, and
       ``{measure: why it is None}`` for the measures that gave None.
+
+    Raises:
+      ValueError: float values outside [0, 1] (a 0..255 float image is refused, not
+        clipped), NaN, or another dtype or shape.
     """
     pixels = _to_uint8(image)
     measures = {

@@ -52,13 +52,15 @@ def check_image(image) -> np.ndarray:
 
   Args:
     image: ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``; uint8, or float in
-      [0, 255].
+      [0, 255], the scale on which the MATLAB releases read a double image.
 
   Returns:
     The image as a float64 array of shape ``(H, W)`` or ``(H, W, 3)``.
 
   Raises:
-    ValueError: On another shape, dtype or value range.
+    ValueError: On another shape, dtype or value range, and on a float image
+      whose values all lie in [0, 1]: that is the 0..1 scale of the rest of the
+      package, which the releases would score as a nearly black image.
   """
   arr = np.asarray(image)
   if arr.ndim == 3 and arr.shape[2] == 1:
@@ -73,6 +75,11 @@ def check_image(image) -> np.ndarray:
     if arr.size and (arr.min() < 0 or arr.max() > 255):
       raise ValueError('float images must lie in [0, 255] '
                        f'(got {arr.min():.4g}..{arr.max():.4g})')
+    if arr.size and arr.max() <= 1:
+      raise ValueError(
+          'float images are read on the 0..255 scale, as the MATLAB releases read a '
+          f'double image; this one lies in [{arr.min():.4g}, {arr.max():.4g}], the '
+          '0..1 scale: multiply it by 255, pass uint8, or use no_reference.Scorer')
   return arr
 
 
