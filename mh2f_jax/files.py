@@ -33,7 +33,9 @@ def _temp_beside(path: str, data: bytes) -> str:
   """Writes ``data`` to a new hidden temporary file in ``path``'s folder; returns it."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
+  # The start of the name tells a left-over file's origin; 32 characters keep the
+  # temporary name short (at most 166 bytes) for any name the file system takes.
+  tmp = os.path.join(folder, f'.{os.path.basename(path)[:32]}.{uuid.uuid4().hex}.tmp')
   try:
     with open(tmp, 'xb') as f:
       f.write(data)

@@ -121,3 +121,11 @@ def test_write_atomic_failing_rename_leaves_the_old_file_and_no_temporary(tmp_pa
   assert contents == b'new contents\n' * 5000
   assert target.read_bytes() == OLD
   assert os.listdir(tmp_path) == ['report.json']
+
+
+@pytest.mark.parametrize('write', [files.write_atomic, files.write_new])
+def test_writes_to_a_name_as_long_as_the_file_system_takes(tmp_path, write):
+  for name in ('n' * 251 + '.png', 'é' * 125 + '.png'):  # 255 and 254 bytes.
+    write(tmp_path / name, b'x')
+    assert (tmp_path / name).read_bytes() == b'x'
+  assert sorted(os.listdir(tmp_path)) == sorted(['n' * 251 + '.png', 'é' * 125 + '.png'])
