@@ -26,6 +26,7 @@ from absl import flags
 
 from mh2f_jax import cli
 from mh2f_jax import errors
+from mh2f_jax import files
 
 def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
   """Defines the web page's flags on ``values``."""
@@ -60,7 +61,7 @@ def serve(args: flags.FlagValues, positional: Sequence[str] = ()) -> int:
   _check_address(args.host, args.port)
   # Before Gradio is imported: no usage statistics or version checks leave the machine.
   os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
-  work_root = tempfile.mkdtemp(prefix='mh2f-app-')
+  work_root = _make_work_root()
   previous = _exit_on_signals(work_root)
   # Gradio reads its upload folder when it is imported: its copies go under ours too.
   os.environ['GRADIO_TEMP_DIR'] = os.path.join(work_root, 'gradio')
@@ -115,6 +116,26 @@ def _check_address(host: str, port: int) -> None:
                                'choose a --port above 1023') from None
       raise errors.UserError(f'cannot serve on --host={host} ({e.strerror}): give an '
                              'address of this machine, 127.0.0.1 or 0.0.0.0') from None
+
+
+def _make_work_root() -> str:
+  """Creates the page's temporary folder and checks it can be written, before the model.
+
+  Raises:
+    errors.UserError: the temporary folder cannot be created or written.
+  """
+  try:
+    work_root = tempfile.mkdtemp(prefix='mh2f-app-')
+  except OSError as e:
+    raise errors.UserError(f"cannot write the page's temporary folder in "
+                           f'{tempfile.gettempdir()}: {e.strerror} (set TMPDIR to a folder '
+                           'you can write)') from None
+  try:
+    files.check_writable_folder(work_root)  # A full disk lets a folder be made.
+  except errors.UserError:
+    _remove(work_root)
+    raise
+  return work_root
 
 
 def _remove(folder: str) -> None:

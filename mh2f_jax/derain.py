@@ -4,15 +4,18 @@
 place of ``--workdir`` (see docs/export.md); everything else is the same.
 
 ``--input`` is an image file or a folder (its image files, not sub-folders: every file
-with an extension Pillow reads). Each output is written to ``--output`` as a PNG named
-after the input (``photo.jpg`` -> ``photo.png``; ``photo.jpg.png`` if two inputs share a
-stem), at the input's size. How pixel formats are handled:
+with an extension Pillow reads). Each output is written to ``--output`` as a PNG at the
+input's size, named from the input's own name whatever else is in the folder: a PNG
+keeps its name (``a.png`` -> ``a.png``), any other file gains ``.png`` (``a.jpg`` ->
+``a.jpg.png``), so ``a.png`` and ``a.jpg`` side by side keep both outputs (see
+docs/evaluation.md for the whole rule). How pixel formats are handled:
 
 * EXIF orientation is applied first (``PIL.ImageOps.exif_transpose``): the output is the
   upright image, without an orientation tag.
 * RGB: derained as is. Palette, CMYK, YCbCr and other colour modes are converted to RGB
   (RGBA if they carry transparency) and written as such.
-* RGBA / LA: the alpha channel is kept aside and put back unchanged.
+* RGBA / LA: the alpha channel is kept aside and put back unchanged. An RGB or grayscale
+  PNG with a transparent colour (``tRNS``) is read as RGBA / LA.
 * 8-bit grayscale (L): replicated to RGB, derained, converted back to L with Pillow's
   ITU-R 601-2 luma (``L = 0.299 R + 0.587 G + 0.114 B``); ``1`` (bilevel) becomes L.
 * 16-bit grayscale (``I;16``, and 32-bit integer ``I``, clipped to 0..65535): scaled to
@@ -34,7 +37,7 @@ existing file unless ``--overwrite`` is given (existing outputs are listed and n
 runs); ``--skip_existing`` derains only the inputs without an output (an interrupted run
 continues where it stopped). Outputs are written atomically: Ctrl-C leaves the finished
 ones complete and no partial file. The output folder is checked writable before the
-first photo, and a full disk or a refused write stops the run at once. An unreadable
+model is loaded, and a full disk or a refused write stops the run at once. An unreadable
 file, or one declaring more than ``--max_pixels`` pixels (default 100 million; checked in
 its header before decoding), is reported by name and skipped; the others go on. Entries
 of an input folder that are not regular files (dangling links, FIFOs, devices) are
@@ -53,6 +56,7 @@ from absl import logging as absl_logging
 
 from mh2f_jax import cli
 from mh2f_jax import errors
+from mh2f_jax import files
 
 
 def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
@@ -110,6 +114,7 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
     raise errors.UserError('give --overwrite or --skip_existing, not both')
   plan = photos.plan_outputs(values.input, values.output,
                              overwrite=values.overwrite or values.skip_existing)
+  files.check_writable_folder(values.output)  # Before the model is loaded.
   with compile_count.counting() as compiled:
     derainer = cli.load_derainer(
         values, self_ensemble=ensemble.from_flags(values.self_ensemble, values.ensemble))

@@ -156,6 +156,27 @@ def test_derain_uploads_names_outputs_as_the_cli_and_skips_bad_files(run, tmp_pa
   assert Image.open(results[0].before).size == (24, 20)
 
 
+def test_uploads_of_one_name_in_one_request_each_get_their_own_output(run, tmp_path):
+  from mh2f_jax.inference import web_page
+  from mh2f_jax.inference import photos
+  from mh2f_jax import inference
+  paths = []
+  for i in range(3):  # Three phones' IMG.png: Gradio keeps each in its own folder.
+    (tmp_path / str(i)).mkdir()
+    Image.fromarray(fake_pair(20, 24, seed=10 + i)[0]).save(tmp_path / str(i) / 'IMG.png')
+    paths.append(str(tmp_path / str(i) / 'IMG.png'))
+  derainer = inference.Derainer.from_workdir(run.workdir, 'latest')
+  results, failures = web_page.derain_uploads(derainer, paths, str(tmp_path / 'out'))
+  assert not failures
+  names = [os.path.basename(r.output) for r in results]
+  assert names == ['IMG.png', 'IMG (2).png', 'IMG (3).png']
+  for path, result, name in zip(paths, results, names):
+    loaded = photos.read_image(path)
+    expected = photos.encode_output(loaded, derainer.derain(loaded.pixels))
+    assert open(result.output, 'rb').read() == expected
+    assert result.message.startswith(f'IMG.png -> {name} (24x20')
+
+
 @pytest.mark.parametrize('source', ['workdir', 'onnx'])
 def test_page_derains_like_the_cli(run, photo, tmp_path, source):
   pytest.importorskip('gradio', reason='the app extra is not installed (pip install gradio)')

@@ -151,3 +151,17 @@ def test_sigterm_during_a_request_exits_cleanly_removing_the_temporary_files(run
   # Neither the outputs nor Gradio's copies of the uploads are left; '.ses' is ONNX
   # Runtime's own marker, written whenever it is imported.
   assert [n for n in os.listdir(temp) if n != '.ses'] == [], os.listdir(temp)
+
+
+def test_a_temporary_folder_that_cannot_be_written_is_refused_before_the_model_loads(
+    run, tmp_path, capsys, monkeypatch):
+  import tempfile  # pylint: disable=import-outside-toplevel
+  from mh2f_jax import cli  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(cli, 'load_derainer',
+                      lambda *args, **kwargs: pytest.fail('the model was loaded first'))
+  (tmp_path / 'file').write_text('x')
+  monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path / 'file'))  # As TMPDIR=a file.
+  assert app.run([f'--workdir={run.workdir}', f'--port={_free_port()}']) == 2
+  lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+  assert lines == [f'error: cannot write the page\'s temporary folder in {tmp_path / "file"}'
+                   ': Not a directory (set TMPDIR to a folder you can write)']

@@ -68,7 +68,9 @@ def test_folder_of_awkward_inputs(run, photos, tmp_path):
   assert 'Traceback' not in proc.stderr
   assert f'cannot read {photos / "bad.png"}' in proc.stderr
   assert 'derained 5 of 6' in proc.stdout
-  assert sorted(os.listdir(out)) == ['g16.png', 'gray.png', 'one.png', 'photo.png', 'rgba.png']
+  # A PNG keeps its name, any other input gains .png (photos.output_stem).
+  assert sorted(os.listdir(out)) == ['g16.png', 'gray.png', 'one.png', 'photo.jpg.png',
+                                     'rgba.png']
   assert _digests(photos) == before  # inputs untouched
 
   # Each output is what the Python API gives, in the documented pixel format. The CLI
@@ -77,7 +79,7 @@ def test_folder_of_awkward_inputs(run, photos, tmp_path):
   d = inference.Derainer.from_workdir(run.workdir, 'latest', backend='auto')
   assert f'backend {d.backend}' in proc.stdout
 
-  with Image.open(photos / 'photo.jpg') as src, Image.open(out / 'photo.png') as got:
+  with Image.open(photos / 'photo.jpg') as src, Image.open(out / 'photo.jpg.png') as got:
     upright = np.asarray(ImageOps.exif_transpose(src).convert('RGB'))
     assert upright.shape == (H, W, 3) and got.size == (W, H) and got.mode == 'RGB'
     np.testing.assert_array_equal(np.asarray(got), d.derain(upright))
@@ -178,7 +180,7 @@ def test_compare_writes_side_by_side_and_never_replaces(run, photos, tmp_path, c
   args = (f'--workdir={run.workdir}', f'--input={photos}', f'--output={out}', '--compare')
   status, captured = _main(capsys, *args)
   assert status == 1 and 'derained 5 of 6' in captured.out  # bad.png, as without --compare
-  names = ['g16', 'gray', 'one', 'photo', 'rgba']
+  names = ['g16', 'gray', 'one', 'photo.jpg', 'rgba']
   assert sorted(os.listdir(out / 'compare')) == [f'{n}.png' for n in names]
   d = inference.Derainer.from_workdir(run.workdir, 'latest')
   with Image.open(photos / 'rgba.png') as src, Image.open(out / 'compare' / 'rgba.png') as cmp:

@@ -194,3 +194,50 @@ def test_a_workdir_whose_config_does_not_fit_its_checkpoint_is_named_as_such(
   assert lines[0].endswith(f'was {workdir / "config.json"} changed after the run was '
                            'trained?')
   assert 'export' not in lines[0]
+
+
+def test_a_photo_added_beside_a_derained_one_of_the_same_stem_is_derained(
+    run, photos, tmp_path, capsys):
+  out = tmp_path / 'out'
+  assert _main(capsys, run, f'--input={photos}', f'--output={out}')[0] == 0
+  kept = _digests(out)
+  # a.jpg sorts before a.png: its name must not depend on a.png being there.
+  Image.fromarray(np.random.default_rng(5).integers(0, 256, (H, W, 3), dtype=np.uint8)).save(
+      photos / 'a.jpg')
+  status, stdout, stderr = _main(capsys, run, f'--input={photos}', f'--output={out}',
+                                 '--skip_existing')
+  assert status == 0, stderr
+  assert f'skipped 3 input(s) whose output exists in {out}' in stdout
+  assert f'{photos / "a.jpg"} -> {out / "a.jpg.png"}' in stdout and stdout.count(' -> ') == 1
+  assert 'derained 1 of 1 image(s)' in stdout
+  assert sorted(os.listdir(out)) == ['a.jpg.png', 'a.png', 'b.png', 'c.png']
+  assert {k: v for k, v in _digests(out).items() if k != 'a.jpg.png'} == kept
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_model_is_loaded(
+    run, photos, tmp_path, capsys, monkeypatch):
+  from mh2f_jax import cli  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(cli, 'load_derainer',
+                      lambda *args, **kwargs: pytest.fail('the model was loaded first'))
+  (tmp_path / 'file').write_text('x')
+  out = tmp_path / 'file' / 'out'
+  status, _, stderr = _main(capsys, run, f'--input={photos}', f'--output={out}')
+  assert status == 2
+  assert _errors(stderr) == [f'error: cannot write to the output folder {out}: Not a '
+                             'directory']
+
+
+@pytest.mark.parametrize('name, output', [
+    ('r' * 220 + '.png', 'r' * 220 + '.png'),  # The temporary file's name is longer.
+    ('r' * 251 + '.jpg', None),  # The output name, with .png added, is cut to fit.
+])
+def test_photos_with_long_valid_names_are_derained(run, tmp_path, capsys, name, output):
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(folder / name, format='PNG')
+  status, stdout, stderr = _main(capsys, run, f'--input={folder}', f'--output={tmp_path / "o"}')
+  assert status == 0, stderr
+  written = os.listdir(tmp_path / 'o')
+  assert len(written) == 1 and 'derained 1 of 1' in stdout
+  assert written[0] == output or (output is None and written[0].startswith('r' * 200)
+                                  and written[0].endswith('.png'))

@@ -297,16 +297,16 @@ def test_derain_refuses_to_overwrite_any_existing_file(trained, tmp_path, capsys
   folder = tmp_path / 'd'
   folder.mkdir()
   Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(folder / 'good.jpg')
-  (folder / 'good.png').write_bytes(b'the user\'s own file')
+  (folder / 'good.jpg.png').write_bytes(b'the user\'s own file')  # good.jpg's output name
   argv = [f'--workdir={trained}', f'--input={folder / "good.jpg"}', f'--output={folder}']
   assert derain.run(argv) == 2
   err = capsys.readouterr().err
   assert _error_lines(err) == [
-      f'error: 1 output(s) exist: {folder / "good.png"}; pass --overwrite to replace them, '
-      '--skip_existing to derain only the others, or choose another --output folder']
-  assert (folder / 'good.png').read_bytes() == b'the user\'s own file'
+      f'error: 1 output(s) exist: {folder / "good.jpg.png"}; pass --overwrite to replace '
+      'them, --skip_existing to derain only the others, or choose another --output folder']
+  assert (folder / 'good.jpg.png').read_bytes() == b'the user\'s own file'
   assert derain.run(argv + ['--overwrite']) == 0
-  with Image.open(folder / 'good.png') as img:
+  with Image.open(folder / 'good.jpg.png') as img:
     assert img.size == (16, 16)
 
 

@@ -7,7 +7,8 @@ file, shared by ``mh2f-derain`` and the web page. How each pixel format is handl
   upright image, without an orientation tag.
 * RGB: derained as is. Palette, CMYK, YCbCr and other colour modes are converted to RGB
   (RGBA if they carry transparency) and written as such.
-* RGBA / LA: the alpha channel is kept aside and put back unchanged.
+* RGBA / LA: the alpha channel is kept aside and put back unchanged. An RGB or grayscale
+  PNG with a transparent colour (``tRNS``) is read as RGBA / LA.
 * 8-bit grayscale (L): replicated to RGB, derained, converted back to L with Pillow's
   ITU-R 601-2 luma (``L = 0.299 R + 0.587 G + 0.114 B``); ``1`` (bilevel) becomes L.
 * 16-bit grayscale (``I;16``, and 32-bit integer ``I``, clipped to 0..65535): scaled to
@@ -18,13 +19,17 @@ file, shared by ``mh2f-derain`` and the web page. How each pixel format is handl
   float TIFF (``.tif``).
 * Multi-frame files (GIF, TIFF): the first frame.
 
-Outputs are PNGs named after the inputs (``photo.jpg`` -> ``photo.png``;
-``photo.jpg.png`` if two inputs share a stem); :func:`plan_outputs` refuses to write onto
-an input. :func:`write_comparison` writes input | derained side by side (8-bit RGB, alpha
-dropped, an 8-pixel white gap) under the next free name.
+Output names (:func:`output_stem`) depend on the input's own file name only, never on
+the other files present: a PNG keeps its name (``a.png`` -> ``a.png``), any other input
+keeps its whole name and gains ``.png`` (``a.jpg`` -> ``a.jpg.png``), so no two inputs
+of a folder share an output and a rerun finds each input's output where it left it.
+:func:`plan_outputs` refuses to write onto an input. :func:`write_comparison` writes
+input | derained side by side (8-bit RGB, alpha dropped, an 8-pixel white gap) under the
+next free name.
 """
 
 import dataclasses
+import hashlib
 import io
 import itertools
 import logging
@@ -45,6 +50,10 @@ _COMPARE_GAP = 8
 # ITU-R 601-2 luma, the weights Pillow uses for RGB -> L.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _COLOUR_MODES_TO_RGB = ('P', 'PA', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'RGBX', 'RGBa', 'La')
+# Longest output name without its extension, in bytes: with '.png' and a comparison's
+# '-NNN' it stays within NAME_MAX (255 bytes on Linux and macOS file systems).
+_MAX_STEM_BYTES = 240
+_HASH_CHARS = 16
 
 
 @dataclasses.dataclass
@@ -94,6 +103,10 @@ def read_image(path: str) -> LoadedImage:
       img = img.convert('RGBA' if transparent else 'RGB')
       mode = img.mode
     icc = None  # The profile described the old colour space.
+  if mode in ('RGB', 'L') and 'transparency' in img.info:
+    # A transparent colour (PNG tRNS) is an alpha channel in all but name.
+    img = img.convert('RGBA' if mode == 'RGB' else 'LA')
+    mode = img.mode
   if mode == '1':
     img, mode = img.convert('L'), 'L'
   if mode == 'RGB':
@@ -227,18 +240,56 @@ def _planned_extension(path: str) -> str:
     return '.png'
 
 
-def output_stems(paths: Sequence[str]) -> list[str]:
-  """Output names without extension: the input's stem, or its full name when taken.
+def output_stem(name: str) -> str:
+  """The output's name without its extension, from the input's file name alone.
 
-  Two inputs with one stem (``a.jpg``, ``a.png``) keep both outputs.
+  A name ending in ``.png`` loses it (``a.png`` -> ``a``, written ``a.png``); any other
+  name is kept whole (``a.jpg`` -> ``a.jpg``, written ``a.jpg.png``), and so is a
+  ``.png`` name whose rest ends in an image extension (``a.jpg.png``, which ``a.jpg``
+  would otherwise meet). No two names with image extensions (all a folder lists) give
+  one output: a kept ``.png`` name would have to be another input's whole name plus
+  ``.png``, and that input's name ends in an image extension. A stem over
+  ``_MAX_STEM_BYTES`` is cut and ends in ``~`` and a hash of the whole name.
+
+  Args:
+    name: the input's file name (no folder).
+
+  Returns:
+    The output's name without ``.png`` or ``.tif`` (see :func:`output_extension`).
+  """
+  stem, ext = os.path.splitext(name)
+  if not (ext == '.png' and os.path.splitext(stem)[1].lower() not in files.image_extensions()):
+    stem = name
+  # Lengths in the bytes the OS has (undecodable bytes are surrogates in the name).
+  sizes = [len(c.encode('utf-8', 'surrogateescape')) for c in stem]
+  if sum(sizes) <= _MAX_STEM_BYTES:
+    return stem
+  digest = hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:_HASH_CHARS]
+  # Cut between characters, never inside one.
+  keep = int(np.searchsorted(np.cumsum(sizes), _MAX_STEM_BYTES - _HASH_CHARS - 1, 'right'))
+  return f'{stem[:keep]}~{digest}'
+
+
+def output_stems(paths: Sequence[str]) -> list[str]:
+  """:func:`output_stem` of each file of one folder (distinct, as their names are)."""
+  return [output_stem(os.path.basename(path)) for path in paths]
+
+
+def upload_stems(paths: Sequence[str]) -> list[str]:
+  """Output stems of the uploads of one web request, which may share a file name.
+
+  Each upload gets :func:`output_stem` of its name unless an earlier upload of the request
+  took it; then ``' (2)'``, ``' (3)'``, ... is added, the first that is free.
   """
   stems, used = [], set()
   for path in paths:
-    name = os.path.basename(path)
-    stem = os.path.splitext(name)[0]
-    stem = stem if stem not in used else name
-    used.add(stem)
-    stems.append(stem)
+    stem = candidate = output_stem(os.path.basename(path))
+    for k in itertools.count(2):
+      if candidate not in used:
+        break
+      candidate = f'{stem} ({k})'
+    used.add(candidate)
+    stems.append(candidate)
   return stems
 
 

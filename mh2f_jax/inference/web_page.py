@@ -86,6 +86,10 @@ def derain_uploads(derainer: Any, paths: Sequence[str], out_dir: str, *,
                  max_pixels: int = files.DEFAULT_MAX_PIXELS) -> tuple[list[Result], list[str]]:
   """Derains uploaded files the way ``mh2f-derain`` does, one after the other.
 
+  Outputs are named as the command names them (``photos.output_stem``); an upload whose
+  name an earlier upload of the request already had gets `` (2)``, `` (3)``, ... before
+  the extension (``photos.upload_stems``).
+
   Args:
     derainer: an ``inference.Derainer`` or ``exported.ExportedDerainer``.
     paths: the uploaded files.
@@ -102,7 +106,7 @@ def derain_uploads(derainer: Any, paths: Sequence[str], out_dir: str, *,
   os.makedirs(os.path.join(out_dir, 'previews'), exist_ok=True)
   results, failures = [], []
   from mh2f_jax.inference import photos  # pylint: disable=g-import-not-at-top  (fast --help)
-  stems = photos.output_stems(paths)
+  stems = photos.upload_stems(paths)  # Uploads of one request may share a name.
   for i, (path, stem) in enumerate(zip(paths, stems)):
     name = os.path.basename(path)
     try:
