@@ -5,12 +5,12 @@ Usage:
       [--protocol=B|A] [--save_images] [--self_ensemble | --ensemble=flips|x8]
       [--data_dir=DIR] [--params=ema|raw] [--backend=jax|onnxruntime|auto]
   python eval.py --workdir=runs/demo --photos=DIR [--checkpoint=...] [--save_images]
-      [--self_ensemble | --ensemble=flips|x8] [--params=ema|raw]
+      [--self_ensemble | --ensemble=flips|x8] [--params=ema|raw] [--backend=...]
 
 Writes WORKDIR/eval/<dataset>-<split>-step<STEP>/ (per_image.csv, summary.json,
 results.md, figure.png, images/); see docs/evaluation.md. With --photos, derains the
 photos of DIR instead, which need no clean twin, scores rainy and derained with NIQE and
-BRISQUE (no-reference measures) and writes WORKDIR/eval/photos-<DIR name>-step<STEP>/.
+BRISQUE (no-reference measures) and writes WORKDIR/eval/photos-<DIR name>-<hash>-step<STEP>/.
 Runs in one process on one device, whatever device count the checkpoint was trained with.
 """
 
@@ -59,7 +59,8 @@ def define_flags(values: flags.FlagValues, argv: Sequence[str]) -> None:
                     "'jax' (the reference); 'onnxruntime' (faster on CPU, needs the "
                     "[export] extra); 'auto': ONNX Runtime on CPU when installed, else JAX "
                     '(see docs/export.md).', flag_values=values)
-  cli.define_max_pixels_flag(values, 'Refuse test images')
+  cli.define_max_pixels_flag(values, 'Refuse test images (with --photos: skip photos, with '
+                             'a note)')
 
 
 def _evaluate_photos(values: flags.FlagValues, ensemble: str) -> int:
@@ -68,10 +69,11 @@ def _evaluate_photos(values: flags.FlagValues, ensemble: str) -> int:
     if values[name].present:
       raise UserError(f'--{name} applies to the test split, not to --photos')
   from mh2f_jax.evaluation import photos_report  # pylint: disable=g-import-not-at-top
-  with files.pixel_limit(values.max_pixels):
-    result = photos_report.evaluate_photos(
-        values.workdir, values.photos, checkpoint=values.checkpoint,
-        self_ensemble=ensemble, params=values.params, save_images=values.save_images)
+  # Each photo is read under --max_pixels; one above it gets a note, the others go on.
+  result = photos_report.evaluate_photos(
+      values.workdir, values.photos, checkpoint=values.checkpoint,
+      self_ensemble=ensemble, params=values.params, save_images=values.save_images,
+      backend=values.backend, max_pixels=values.max_pixels)
   print(photos_report.format_summary(result))
   print(f'results: {result["results_md"]}')
   if result['figure']:

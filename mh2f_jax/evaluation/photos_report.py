@@ -9,7 +9,7 @@ and BRISQUE (the release's model ships with the package). Lower is better for al
 three, so a negative change is an improvement. It writes, each file atomically:
 
 ```
-WORKDIR/eval/photos-<folder name>-step<STEP>[-flips|-x8][-raw]/
+WORKDIR/eval/photos-<folder name>-<hash>-step<STEP>[-flips|-x8][-raw]/
   per_image.csv   name, width, height, input/derained/change of niqe, niqe_y and brisque,
                   note (why a photo or a measure has no score)
   summary.json    means over the photos each measure scored, and run facts
@@ -17,17 +17,28 @@ WORKDIR/eval/photos-<folder name>-step<STEP>[-flips|-x8][-raw]/
   figure.png      rainy | derained of the photos whose NIQE improved most and least
   images/         derained PNGs (with save_images)
 ```
-A photo that cannot be read or scored (NIQE needs 192x192 pixels) gets its reason in
-``note`` and the run goes on; BRISQUE without its model files leaves its columns empty
-and says why once, in ``summary.json`` and ``results.md``.
+A photo that cannot be read or scored (NIQE needs 192x192 pixels; a flat photo gets NaN)
+gets its reason in ``note`` and the run goes on; BRISQUE without its model files leaves
+its columns empty and says why once, in ``summary.json`` and ``results.md``.
+
+``<hash>`` is 8 hex digits of the SHA-256 of the folder's resolved absolute path, so two
+folders of one name (``trip1/photos``, ``trip2/photos``) never share a report. The report
+is built in a hidden folder beside it and moved into place when complete: a rerun replaces
+the previous run's report whole (no file of it is left), and an interrupted run leaves
+the previous report as it was and nothing half-written.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
+import logging
 import os
+import shutil
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -47,14 +58,28 @@ RANKING = 'niqe'
 PER_IMAGE_FIELDS = ('name', 'width', 'height',
                     *(f'{kind}_{m}' for m in MEASURES
                       for kind in ('input', 'derained', 'change')), 'note')
+# Characters of the folder's name in the report's name (file names stop at 255 bytes).
+_NAME_CHARS = 40
+# The report's files but the figure, by their keys in evaluate_photos' result.
+_REPORT_FILES = {'per_image_csv': 'per_image.csv', 'summary_json': 'summary.json',
+                 'results_md': 'results.md'}
+
+_log = logging.getLogger(__name__)
 
 
 def photos_dir_name(folder: str, step: int, *, self_ensemble: Any = False,
                     raw_of_ema: bool = False) -> str:
-  """The report's folder name under ``WORKDIR/eval``: ``photos-<folder name>-step<STEP>...``."""
-  name = os.path.basename(os.path.normpath(os.path.abspath(folder)))
-  return evaluator.eval_dir_name('photos', name, step, self_ensemble=self_ensemble,
-                                 raw_of_ema=raw_of_ema)
+  """The report's folder name under ``WORKDIR/eval``: ``photos-<name>-<hash>-step<STEP>...``.
+
+  ``<name>`` is the folder's name (its first 40 characters), ``<hash>`` 8 hex digits of
+  the SHA-256 of its resolved absolute path: one folder, however it is named on the
+  command line, has one report, and two folders never share one.
+  """
+  resolved = os.path.realpath(folder)
+  name = os.path.basename(resolved)[:_NAME_CHARS] or 'root'
+  digest = hashlib.sha256(resolved.encode('utf-8', 'surrogateescape')).hexdigest()[:8]
+  return evaluator.eval_dir_name('photos', f'{name}-{digest}', step,
+                                 self_ensemble=self_ensemble, raw_of_ema=raw_of_ema)
 
 
 def list_photos(folder: str) -> list[str]:
@@ -62,18 +87,22 @@ def list_photos(folder: str) -> list[str]:
   if not os.path.isdir(folder):
     what = 'does not exist' if not os.path.exists(folder) else 'is not a folder'
     raise errors.UserError(f'--photos {folder} {what}')
-  paths = files.list_images(folder)
+  skipped = []
+  paths = files.list_images(folder, skipped=skipped)
+  for path, why in skipped:
+    _log.warning('skipped %s: %s', path, why)
   if not paths:
     raise errors.UserError(f'--photos {folder} holds no image files')
   return paths
 
 
-def _read_photo(path: str) -> tuple[dict[str, Any], Any]:
+def _read_photo(path: str, max_pixels: int) -> tuple[dict[str, Any], Any]:
   """A photo's CSV row so far, and the photo (``photos.LoadedImage``; None if unreadable)."""
   from mh2f_jax.inference import photos  # pylint: disable=g-import-not-at-top
   row = {'name': os.path.basename(path), 'width': None, 'height': None, 'note': ''}
   try:
-    return row, photos.read_image(path)
+    with files.pixel_limit(max_pixels):
+      return row, photos.read_image(path)
   except Exception as e:  # pylint: disable=broad-except
     # Pillow raises many unrelated types for corrupt files; the other photos go on.
     row['note'] = f'cannot read: {e}'
@@ -96,8 +125,20 @@ def _score_photo(scorer: no_reference.Scorer, row: dict[str, Any], loaded: Any,
   # BRISQUE's missing model is said once for the run, not on every row.
   notes = dict.fromkeys(r for m, r in reasons.items()
                         if not (m == 'brisque' and scorer.brisque_model is None))
-  row['note'] = '; '.join(notes)
+  row['note'] = '; '.join([*notes, *_nan_notes(before, after)])
   return rainy, derained
+
+
+def _nan_notes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+  """Why a measure gave NaN, for the rainy and for the derained photo."""
+  notes = []
+  for side, values in (('rainy', before), ('derained', after)):
+    nan = [no_reference.LABELS[m] for m in MEASURES
+           if values[m] is not None and np.isnan(values[m])]
+    if nan:
+      notes.append(f'{side} photo: {", ".join(nan)} no score (NaN): too flat to measure, '
+                   'as in the releases (no texture for their statistics)')
+  return notes
 
 
 def _cell(value: Any) -> str:
@@ -184,13 +225,14 @@ def _figure_rows(rows: list[dict[str, Any]], pairs: dict[str, tuple]) -> list[tu
 
 
 def _score_all(derainer: Any, scorer: no_reference.Scorer, paths: list[str], *,
-               images_dir: str | None, progress: bool
+               images_dir: str | None, progress: bool, max_pixels: int
                ) -> tuple[list[dict[str, Any]], dict[str, tuple]]:
   """Rows of every photo, and the image pairs of the current best and worst only."""
-  rows, kept, used = [], {}, set()
+  from mh2f_jax.inference import photos  # pylint: disable=g-import-not-at-top
+  rows, kept = [], {}
   # One photo ahead: the next photo runs while this one is scored.
   stream = inference.derain_stream(
-      derainer, map(_read_photo, paths),
+      derainer, map(functools.partial(_read_photo, max_pixels=max_pixels), paths),
       image_of=lambda read: None if read[1] is None else read[1].pixels)
   for (row, loaded), derained in tqdm(stream, total=len(paths), desc='eval photos',
                                       unit='img', disable=not progress):
@@ -198,9 +240,8 @@ def _score_all(derainer: Any, scorer: no_reference.Scorer, paths: list[str], *,
     if loaded is None:
       continue
     pair = _score_photo(scorer, row, loaded, derained)
-    if images_dir is not None:
-      # pylint: disable-next=protected-access
-      files.write_atomic(evaluator._image_path(images_dir, row['name'], used),
+    if images_dir is not None:  # Named as mh2f-derain names its outputs.
+      files.write_atomic(os.path.join(images_dir, photos.output_stem(row['name']) + '.png'),
                          files.encode_png(pair[1]))
     kept[row['name']] = pair
     # Holding every photo would take the memory of the whole folder.
@@ -212,7 +253,8 @@ def _score_all(derainer: Any, scorer: no_reference.Scorer, paths: list[str], *,
 def evaluate_photos(workdir: str, folder: str, *, checkpoint: Any = 'latest',
                     self_ensemble: Any = False, params: str = 'ema',
                     save_images: bool = False, progress: bool = True,
-                    brisque_dir: str | None = None) -> dict[str, Any]:
+                    brisque_dir: str | None = None, backend: str = 'jax',
+                    max_pixels: int = files.DEFAULT_MAX_PIXELS) -> dict[str, Any]:
   """Derains the photos of a folder, scores input and output, and writes the report.
 
   Args:
@@ -225,6 +267,8 @@ def evaluate_photos(workdir: str, folder: str, *, checkpoint: Any = 'latest',
     progress: show a tqdm progress bar.
     brisque_dir: folder of BRISQUE's ``allmodel``/``allrange``; None: as
       ``metrics.brisque.load_model``.
+    backend: 'jax', 'onnxruntime' or 'auto' (``inference.backends``).
+    max_pixels: a photo declaring more pixels is not decoded and gets a note (0: no cap).
 
   Returns:
     The summary written to ``summary.json``, plus the paths ``eval_dir``,
@@ -232,48 +276,89 @@ def evaluate_photos(workdir: str, folder: str, *, checkpoint: Any = 'latest',
     was scored) and ``images_dir`` (None without ``save_images``).
 
   Raises:
-    errors.UserError: a missing folder or one without images, or a workdir, checkpoint
-      or ensemble that cannot be used.
+    errors.UserError: a missing folder or one without images, a workdir, checkpoint,
+      ensemble or backend that cannot be used, a damaged BRISQUE model file, or a report
+      location that cannot be written (all before any photo is derained).
   """
   from mh2f_jax.workdir import loading  # pylint: disable=g-import-not-at-top
   paths = list_photos(folder)
+  # A damaged BRISQUE model is refused before any work, and before the report folder.
+  scorer = no_reference.Scorer.load(brisque_dir)
   ensemble = ensemble_lib.ensemble_name(self_ensemble)
   config, values, step = loading.load_workdir(workdir, checkpoint, fallback=False,
                                               params=params)
-  derainer = inference.Derainer.from_params(config.model, values, step=step,
-                                            checkpoint=checkpoint, self_ensemble=ensemble)
   out_dir = os.path.join(workdir, 'eval', photos_dir_name(
       folder, step, self_ensemble=ensemble,
       raw_of_ema=params == 'raw' and config.get('ema_decay') is not None))
-  images_dir = os.path.join(out_dir, 'images') if save_images else None
-  os.makedirs(out_dir, exist_ok=True)
-  scorer = no_reference.Scorer.load(brisque_dir)
-  start = time.time()
-  rows, kept = _score_all(derainer, scorer, paths, images_dir=images_dir,
-                          progress=progress)
-  summary = {**summarise(rows), 'folder': os.path.abspath(folder), 'step': int(step),
-             'checkpoint': str(checkpoint), 'params': loading.params_kind(config, params),
-             'self_ensemble': ensemble, 'ranking': RANKING,
-             'brisque_unavailable': scorer.brisque_reason,
-             'seconds': round(time.time() - start, 2)}
-  paths_out = {name: os.path.join(out_dir, name)
-               for name in ('per_image.csv', 'summary.json', 'results.md', 'figure.png')}
-  files.write_atomic(paths_out['per_image.csv'], per_image_csv(rows).encode())
-  files.write_atomic(paths_out['summary.json'], evaluator.summary_json(summary).encode())
-  files.write_atomic(paths_out['results.md'], results_markdown(summary, rows).encode())
-  figure = None
-  if kept:
-    figure = figures.save_grid(paths_out['figure.png'], _figure_rows(rows, kept),
-                               title=f'NIQE change, step {step}')
-  return {**summary, 'eval_dir': out_dir, 'per_image_csv': paths_out['per_image.csv'],
-          'summary_json': paths_out['summary.json'], 'results_md': paths_out['results.md'],
-          'figure': figure, 'images_dir': images_dir}
+  staging = _staging_folder(os.path.dirname(out_dir))
+  try:
+    derainer = inference.Derainer.from_params(
+        config.model, values, step=step, checkpoint=checkpoint, self_ensemble=ensemble,
+        backend=backend)
+    start = time.time()
+    rows, kept = _score_all(
+        derainer, scorer, paths, progress=progress, max_pixels=max_pixels,
+        images_dir=os.path.join(staging, 'images') if save_images else None)
+    summary = {**summarise(rows), 'folder': os.path.abspath(folder), 'step': int(step),
+               'checkpoint': str(checkpoint), 'params': loading.params_kind(config, params),
+               'self_ensemble': ensemble, 'backend': derainer.backend, 'ranking': RANKING,
+               'brisque_unavailable': scorer.brisque_reason,
+               'seconds': round(time.time() - start, 2)}
+    figure = _write_report(staging, summary, rows, kept)
+    _publish(staging, out_dir)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)  # Ctrl-C too: nothing half-written.
+    raise
+  return {**summary, 'eval_dir': out_dir,
+          **{key: os.path.join(out_dir, name) for key, name in _REPORT_FILES.items()},
+          'figure': os.path.join(out_dir, 'figure.png') if figure else None,
+          'images_dir': os.path.join(out_dir, 'images') if save_images else None}
+
+
+def _write_report(folder: str, summary: dict[str, Any], rows: list[dict[str, Any]],
+                  kept: dict[str, tuple]) -> str | None:
+  """Writes the report's files into ``folder``; returns the figure's path (None: none)."""
+  texts = {'per_image_csv': per_image_csv(rows), 'summary_json': evaluator.summary_json(summary),
+           'results_md': results_markdown(summary, rows)}
+  for key, name in _REPORT_FILES.items():
+    files.write_atomic(os.path.join(folder, name), texts[key].encode())
+  if not kept:
+    return None
+  return figures.save_grid(os.path.join(folder, 'figure.png'), _figure_rows(rows, kept),
+                           title=f'NIQE change, step {summary["step"]}')
+
+
+def _staging_folder(parent: str) -> str:
+  """A new hidden folder in ``parent`` where a report is built until it is complete.
+
+  Raises:
+    errors.UserError: ``parent`` cannot be created or written.
+  """
+  files.check_writable_folder(parent)
+  # A short name (file names stop at 255 bytes); os.mkdir gives the umask's permissions.
+  staging = os.path.join(parent, f'.photos-{uuid.uuid4().hex[:12]}.tmp')
+  os.mkdir(staging)
+  return staging
+
+
+def _publish(staging: str, out_dir: str) -> None:
+  """Moves a complete report to ``out_dir``, replacing this report's previous run whole."""
+  old = None
+  if os.path.lexists(out_dir):
+    old = staging + '.old'
+    os.rename(out_dir, old)
+  os.rename(staging, out_dir)
+  if old is not None:
+    if os.path.isdir(old) and not os.path.islink(old):
+      shutil.rmtree(old, ignore_errors=True)
+    else:
+      os.remove(old)
 
 
 def format_summary(result: dict[str, Any]) -> str:
   """A few human-readable lines of an :func:`evaluate_photos` result."""
-  lines = [f'{result["folder"]}, step {result["step"]}, {result["num_photos"]} photos '
-           '(lower is better):']
+  lines = [f'{result["folder"]}, step {result["step"]}, {result["num_photos"]} photos, '
+           f'backend {result["backend"]} (lower is better):']
   for m in MEASURES:
     s = result[m]
     if s['photos']:

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -72,7 +73,7 @@ def _read_csv(path):
 
 def test_report_scores_input_and_output_and_explains_the_rest(run, folder):
   result = photos_report.evaluate_photos(run.workdir, str(folder), progress=False)
-  assert os.path.basename(result['eval_dir']).startswith('photos-street-step')
+  assert re.fullmatch(r'photos-street-[0-9a-f]{8}-step1', os.path.basename(result['eval_dir']))
   rows = _read_csv(result['per_image_csv'])
   assert set(rows) == {'cat.png', 'grace.png', 'small.png', 'broken.jpg'}
   derainer = inference.Derainer.from_workdir(run.workdir, 'latest')
@@ -175,3 +176,170 @@ def test_test_split_flags_are_refused_with_photos(run, folder, capsys):
     assert eval_command.run([f'--workdir={run.workdir}', f'--photos={folder}', flag]) == 2
     assert capsys.readouterr().err.strip() == (
         f'error: {flag.split("=")[0]} applies to the test split, not to --photos')
+
+
+def _one_photo_folder(path, name='one.png', photo='chelsea', size=(200, 256), seed=0):
+  os.makedirs(path, exist_ok=True)
+  Image.fromarray(_rainy_photo(photo, *size, seed)).save(os.path.join(path, name))
+  return str(path)
+
+
+def test_report_folders_of_different_photo_folders_never_meet(run, tmp_path):
+  folders = [_one_photo_folder(tmp_path / 'trip1' / 'photos', 'one.png'),
+             _one_photo_folder(tmp_path / 'trip2' / 'photos', 'two.png'),
+             _one_photo_folder(tmp_path / 'régen', 'three.png'),
+             _one_photo_folder(tmp_path / 'rägen', 'four.png')]
+  results = [photos_report.evaluate_photos(run.workdir, f, progress=False) for f in folders]
+  assert len({r['eval_dir'] for r in results}) == 4
+  for result, name in zip(results, ('one.png', 'two.png', 'three.png', 'four.png')):
+    assert set(_read_csv(result['per_image_csv'])) == {name}  # No report replaced.
+  assert os.path.basename(results[0]['eval_dir']).startswith('photos-photos-')
+  # The same folder, by another path, is the same report.
+  again = photos_report.evaluate_photos(run.workdir, str(tmp_path / 'trip1' / '.' / 'photos'),
+                                        progress=False)
+  assert again['eval_dir'] == results[0]['eval_dir']
+
+
+def test_a_rerun_leaves_no_file_of_the_previous_run(run, tmp_path):
+  folder = _one_photo_folder(tmp_path / 'rerun')
+  first = photos_report.evaluate_photos(run.workdir, folder, progress=False, save_images=True)
+  assert sorted(os.listdir(first['eval_dir'])) == [
+      'figure.png', 'images', 'per_image.csv', 'results.md', 'summary.json']
+  os.remove(os.path.join(folder, 'one.png'))
+  _one_photo_folder(folder, 'small.png', size=(120, 150))  # No NIQE: no figure.
+  second = photos_report.evaluate_photos(run.workdir, folder, progress=False)
+  assert second['eval_dir'] == first['eval_dir'] and second['figure'] is None
+  assert sorted(os.listdir(second['eval_dir'])) == ['per_image.csv', 'results.md',
+                                                    'summary.json']
+
+
+def test_an_interrupted_run_leaves_nothing_half_written(run, tmp_path, monkeypatch):
+  folder = _one_photo_folder(tmp_path / 'interrupted')
+  _one_photo_folder(folder, 'two.png', seed=1)
+  eval_root = os.path.join(run.workdir, 'eval')
+  before = sorted(os.listdir(eval_root)) if os.path.isdir(eval_root) else []
+  real, calls = photos_report._score_photo, []  # pylint: disable=protected-access
+
+  def score_photo(*args):
+    calls.append(args)
+    if len(calls) == 2:
+      raise KeyboardInterrupt  # Ctrl-C while the second photo is scored.
+    return real(*args)
+
+  monkeypatch.setattr(photos_report, '_score_photo', score_photo)
+  with pytest.raises(KeyboardInterrupt):
+    photos_report.evaluate_photos(run.workdir, folder, progress=False, save_images=True)
+  assert sorted(os.listdir(eval_root)) == before
+
+
+def test_a_folder_with_a_long_name_gets_a_report(run, tmp_path):
+  folder = _one_photo_folder(tmp_path / ('f' * 245))
+  result = photos_report.evaluate_photos(run.workdir, folder, progress=False)
+  assert len(os.path.basename(result['eval_dir']).encode()) <= 255
+  assert set(_read_csv(result['per_image_csv'])) == {'one.png'}
+
+
+def test_a_photo_with_a_long_valid_name_is_saved(run, tmp_path):
+  name = 'p' * 220 + '.png'
+  folder = _one_photo_folder(tmp_path / 'long', name)
+  result = photos_report.evaluate_photos(run.workdir, folder, progress=False,
+                                         save_images=True)
+  assert os.listdir(result['images_dir']) == [name]
+
+
+def _eval_in_process(capsys, *args):
+  status = eval_command.run(list(args))
+  out, err = capsys.readouterr()
+  assert 'Traceback' not in err
+  return status, out, err
+
+
+def _report_of(stdout):
+  results = [line.split(': ', 1)[1] for line in stdout.splitlines()
+             if line.startswith('results: ')]
+  return os.path.dirname(results[0])
+
+
+def test_photos_above_max_pixels_are_named_in_the_projects_words(run, tmp_path, capsys):
+  folder = _one_photo_folder(tmp_path / 'big')
+  status, out, err = _eval_in_process(capsys, f'--workdir={run.workdir}',
+                                      f'--photos={folder}', '--max_pixels=1000')
+  assert status == 0, err
+  note = _read_csv(os.path.join(_report_of(out), 'per_image.csv'))['one.png']['note']
+  assert note == ('cannot read: image of 51,200 pixels is above --max_pixels=1,000 (pass a '
+                  'larger --max_pixels, or 0 for no cap, to read it)')
+
+
+def test_entries_that_are_not_regular_files_are_noted(run, tmp_path, capsys):
+  folder = _one_photo_folder(tmp_path / 'odd')
+  os.symlink(tmp_path / 'gone.png', os.path.join(folder, 'dangling.png'))
+  os.mkfifo(os.path.join(folder, 'pipe.png'))
+  status, _, err = _eval_in_process(capsys, f'--workdir={run.workdir}', f'--photos={folder}')
+  assert status == 0, err
+  assert f'note: skipped {os.path.join(folder, "dangling.png")}: a dangling symbolic link' in err
+  assert f'note: skipped {os.path.join(folder, "pipe.png")}: a FIFO (named pipe)' in err
+
+
+def test_a_flat_photo_says_why_it_has_no_score(run, tmp_path):
+  folder = tmp_path / 'flat'
+  folder.mkdir()
+  Image.fromarray(np.full((200, 256, 3), 128, np.uint8)).save(folder / 'grey.png')
+  result = photos_report.evaluate_photos(run.workdir, str(folder), progress=False)
+  row = _read_csv(result['per_image_csv'])['grey.png']
+  assert row['input_niqe'] == 'nan'
+  assert 'rainy photo: NIQE' in row['note'] and 'no score (NaN)' in row['note']
+  assert 'flat' in row['note']
+
+
+def test_the_backend_flag_is_honoured_with_photos(run, folder, capsys):
+  pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (the [export] extra)')
+  status, out, err = _eval_in_process(capsys, f'--workdir={run.workdir}', f'--photos={folder}',
+                                      '--backend=onnxruntime')
+  assert status == 0, err
+  summary = json.loads(open(os.path.join(_report_of(out), 'summary.json')).read())
+  assert summary['backend'] == 'onnxruntime'
+  assert 'backend onnxruntime' in out
+
+
+def test_an_unwritable_report_location_is_refused_before_the_photos_are_derained(
+    run, folder, tmp_path, capsys, monkeypatch):
+  import shutil  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / 'run'
+  shutil.copytree(run.workdir, workdir, ignore=shutil.ignore_patterns('eval'))
+  (workdir / 'eval').write_text('not a folder')
+  monkeypatch.setattr(photos_report, '_score_all',
+                      lambda *args, **kwargs: pytest.fail('the photos were derained first'))
+  status, _, err = _eval_in_process(capsys, f'--workdir={workdir}', f'--photos={folder}')
+  assert status == 2
+  assert err.strip().splitlines() == [
+      f'error: cannot write to the output folder {workdir / "eval"}: File exists']
+
+
+def test_improved_counts_the_photos_whose_score_went_down():
+  rows = [{'name': n, 'width': 1, **{f'{k}_{m}': v for m in photos_report.MEASURES
+                                     for k, v in (('input', 5.0), ('derained', 5.0 + c),
+                                                  ('change', c))}}
+          for n, c in (('a', -1.0), ('b', 2.0), ('c', -0.5), ('d', -0.25), ('e', 0.0))]
+  summary = photos_report.summarise(rows)
+  assert [summary[m]['improved'] for m in photos_report.MEASURES] == [3, 3, 3]
+  assert '3 of 5 improved' in photos_report.format_summary(
+      {**summary, 'folder': 'f', 'step': 1, 'backend': 'jax', 'brisque_unavailable': None})
+
+
+def test_a_damaged_brisque_model_stops_the_run_before_any_work(run, folder, tmp_path,
+                                                               monkeypatch, capsys):
+  # The release's allmodel cut at a line boundary: the rest of it still parses.
+  model_dir = tmp_path / 'cut_model'
+  model_dir.mkdir()
+  lines = (brisque.MODEL_DIR / 'allmodel').read_bytes().split(b'\n')
+  (model_dir / 'allmodel').write_bytes(b'\n'.join(lines[:400]) + b'\n')
+  (model_dir / 'allrange').write_bytes((brisque.MODEL_DIR / 'allrange').read_bytes())
+  monkeypatch.setenv('MH2F_BRISQUE_MODEL_DIR', str(model_dir))
+  eval_dir = os.path.join(run.workdir, 'eval')
+  before = sorted(os.listdir(eval_dir)) if os.path.isdir(eval_dir) else []
+  assert eval_command.run([f'--workdir={run.workdir}', f'--photos={folder}']) == 2
+  err = capsys.readouterr().err
+  assert err.strip() == (f'error: BRISQUE model file {model_dir / "allmodel"}: total_sv '
+                         'says 774 support vectors, the file has 392 lines after SV (cut '
+                         'short or joined?)')
+  assert (sorted(os.listdir(eval_dir)) if os.path.isdir(eval_dir) else []) == before
