@@ -7,12 +7,15 @@ has them; in a checkout, ``configs/`` at the repository root is the same folder.
 ``--config`` takes a file path, as ``ml_collections.config_flags`` does
 (``--config=configs/rain200l.py:debug``, or a config of your own), or the name of a
 shipped config (``--config=rain200l:debug``). An existing file always wins over a name.
+A tuple field's override may also be plain comma-separated words
+(``--config.init_from_skip=rpff/*,fusion_add/*``), as well as a Python tuple.
 """
 
 import os
 
 from absl import flags
 from ml_collections import config_flags
+from ml_collections.config_flags import tuple_parser
 
 _FOLDER = os.path.dirname(os.path.abspath(__file__))
 
@@ -60,6 +63,24 @@ class _NamedConfigParser(flags.ArgumentParser):
     return self._file_parser.flag_type()
 
 
+class _TupleOrWordsParser(tuple_parser.TupleParser):
+  """ml_collections' tuple parser, which also reads ``a/*,b/*`` as ``('a/*', 'b/*')``.
+
+  Its own parser refuses unquoted words that are not Python (``rpff/*`` is a syntax
+  error) once they hold a comma; only such otherwise refused text is read as words.
+  """
+
+  def parse(self, argument):
+    try:
+      return super().parse(argument)
+    except ValueError:
+      words = [w.strip() for w in argument.split(',')] if isinstance(argument, str) else []
+      if (not words or any(not w or len(w.split()) > 1 for w in words)
+          or any(c in argument for c in '\'"()[]')):
+        raise
+      return tuple(words)
+
+
 def define_flag(name: str, help_string: str, flag_values: flags.FlagValues = flags.FLAGS,
                 lock_config: bool = True, **kwargs) -> flags.FlagHolder:
   """Defines a config-file flag that also accepts the shipped configs' names.
@@ -77,6 +98,9 @@ def define_flag(name: str, help_string: str, flag_values: flags.FlagValues = fla
   Returns:
     The flag's holder; ``.value`` is the loaded ``ConfigDict``.
   """
+  # Used by every tuple field override from here on (ml_collections keeps one parser
+  # per type); it accepts everything the library's parser does.
+  config_flags.register_flag_parser_for_type(tuple, _TupleOrWordsParser())
   holder = config_flags.DEFINE_config_file(name, None, help_string, flag_values,
                                            lock_config=lock_config, **kwargs)
   flag = flag_values[name]

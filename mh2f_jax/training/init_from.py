@@ -43,18 +43,20 @@ def skip_patterns(value: Any) -> list[str]:
   return [str(p) for p in (value or ())]
 
 
-def load(spec: str) -> tuple[Any, dict[str, Any]]:
+def load(spec: str, own_workdir: str | None = None) -> tuple[Any, dict[str, Any]]:
   """Reads the parameters ``init_from`` names.
 
   Args:
     spec: a workdir, ``DIR:STEP`` / ``DIR:best`` / ``DIR:latest``, or a parameters file.
+    own_workdir: the workdir of the run that starts, which ``spec`` must not name.
 
   Returns:
     ``(params, origin)``: the NumPy parameter tree, and what it is (``init_from``: the
     absolute path; ``checkpoint``, ``step`` and ``params`` for a workdir).
 
   Raises:
-    UserError: no such workdir or file, no such checkpoint, an unreadable file.
+    UserError: no such workdir or file, the run's own workdir, no such checkpoint, a
+      corrupt checkpoint, an unreadable file.
   """
   path = os.path.abspath(os.path.expanduser(spec))
   if os.path.isfile(path):
@@ -65,7 +67,17 @@ def load(spec: str) -> tuple[Any, dict[str, Any]]:
   if not os.path.isdir(workdir):
     raise UserError(f'init_from {spec}: no such workdir or parameters file (give a '
                     'workdir, DIR:STEP or an exported .msgpack file)')
-  config, params, step = loading.load_workdir(workdir, checkpoint, fallback=True)
+  if own_workdir is not None and os.path.samefile(workdir, own_workdir):
+    # Its checkpoints, had it any, would have been resumed instead (see the docstring).
+    raise UserError(f'init_from {spec} is the workdir of this run, which has no checkpoint '
+                    'to start from: name another run (its workdir or DIR:STEP) or a '
+                    'parameters file, or leave init_from unset for random weights')
+  try:
+    config, params, step = loading.load_workdir(
+        workdir, checkpoint, fallback=True,
+        another=f'name another checkpoint as init_from={workdir}:STEP')
+  except UserError as e:
+    raise UserError(f'init_from {spec}: {e}') from None
   return params, {'init_from': workdir, 'kind': 'workdir', 'checkpoint': checkpoint,
                   'step': int(step), 'params': loading.params_kind(config)}
 
@@ -116,8 +128,17 @@ def _replicated(value: Any, like: jax.Array, mesh: jax.sharding.Mesh) -> jax.Arr
 
 
 def initial_state(config: ml_collections.ConfigDict, model: Any, tx: Any,
-                  mesh: jax.sharding.Mesh, ema: bool) -> tuple[steps.TrainState, dict]:
+                  mesh: jax.sharding.Mesh, ema: bool,
+                  workdir: str | None = None) -> tuple[steps.TrainState, dict]:
   """The state of step 0: fresh, with ``config.init_from``'s parameters where set.
+
+  Args:
+    config: the run's config (``seed``, ``init_from``, ``init_from_skip``).
+    model: the network.
+    tx: the optimizer.
+    mesh: the device mesh.
+    ema: keep EMA parameters (``ema_decay`` set); they start as the parameters.
+    workdir: the run's own workdir, which ``init_from`` must not name.
 
   Returns:
     ``(state, origin)``; ``origin`` says where the weights came from (for the run's
@@ -130,7 +151,7 @@ def initial_state(config: ml_collections.ConfigDict, model: Any, tx: Any,
   spec = config.get('init_from')
   if not spec:
     return state, {'init_from': None, 'seed': int(config.seed)}
-  loaded, origin = load(spec)
+  loaded, origin = load(spec, workdir)
   flat, skipped = merge(state.params, loaded, skip_patterns(config.get('init_from_skip')),
                         spec)
   like = traverse_util.flatten_dict(state.params, sep='/')

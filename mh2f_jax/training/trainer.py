@@ -274,7 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
   state = checkpoints.restore_train_state(
       manager, steps.abstract_train_state(model, tx, config.seed, mesh, ema), train_iter)
   state, origin = (state, None) if state else init_from.initial_state(config, model, tx,
-                                                                      mesh, ema)
+                                                                      mesh, ema, workdir)
   if is_main:  # Only now: a config that cannot restore the workdir's state is not saved.
     checkpoints.save_config(workdir, {**config.to_dict(), 'num_train_steps': num_train_steps})
     run_record.save(workdir, mixture.describe(train_source, config.data), origin)

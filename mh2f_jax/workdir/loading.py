@@ -75,8 +75,8 @@ def _describe_available(train: list[int], best: list[int]) -> str:
   return '; '.join(parts)
 
 
-def restore_params(workdir: str, checkpoint: str | int = 'latest', *,
-                   params: str = 'raw') -> tuple[Any, int]:
+def restore_params(workdir: str, checkpoint: str | int = 'latest', *, params: str = 'raw',
+                   another: str = 'choose another --checkpoint') -> tuple[Any, int]:
   """Restores only the parameters of a checkpoint, as NumPy arrays (no device used).
 
   Args:
@@ -86,6 +86,8 @@ def restore_params(workdir: str, checkpoint: str | int = 'latest', *,
       checkpoints or the best one.
     params: 'raw', or 'ema' for the EMA parameters (which the checkpoint must hold;
       :func:`load_workdir` falls back to the raw ones where a run kept no EMA).
+    another: how the caller's user names another checkpoint, for the messages about a
+      corrupt or deleted one (the tools' flag; training's ``init_from=DIR:STEP``).
 
   Returns:
     ``(params, step)``: the Flax ``params`` tree of ``np.ndarray`` and its step.
@@ -99,7 +101,7 @@ def restore_params(workdir: str, checkpoint: str | int = 'latest', *,
   path = checkpoints.check_workdir(workdir)
   train, best = checkpoints.checkpoint_steps(path), checkpoints.best_steps(path)
   step = _select(workdir, path, selector, train, best, corrupt=set())
-  return _restore_selected(workdir, path, selector, step, kind)
+  return _restore_selected(workdir, path, selector, step, kind, another)
 
 
 def _select(workdir: str, path: str, selector: str | int, train: list[int],
@@ -139,7 +141,7 @@ _MAX_RELISTS = 20
 
 
 def _restore_selected(workdir: str, path: str, selector: str | int, step: int,
-                      kind: str) -> tuple[Any, int]:
+                      kind: str, another: str) -> tuple[Any, int]:
   """Restores ``step``, re-resolving ``selector`` when the step vanished while read.
 
   A checkpoint is called corrupt only if it still exists, and is still the one the
@@ -160,7 +162,7 @@ def _restore_selected(workdir: str, path: str, selector: str | int, step: int,
       if not isinstance(selector, str):
         raise UserError(f'checkpoint {step} in {workdir} was deleted while it was read '
                         '(a training run keeps only its newest max_to_keep checkpoints); '
-                        f'choose another --checkpoint: {_describe_available(train, best)}')
+                        f'{another}: {_describe_available(train, best)}')
       _log.warning('checkpoint %d in %s was deleted while it was read (a training run '
                    'keeps only its newest checkpoints): reading the %s one again',
                    step, workdir, selector)
@@ -171,8 +173,8 @@ def _restore_selected(workdir: str, path: str, selector: str | int, step: int,
       step = now
       continue
     if selector != 'latest':
-      raise UserError(f'checkpoint {step} in {workdir} is corrupt ({reason}); choose '
-                      f'another --checkpoint: {_describe_available(train, best)}')
+      raise UserError(f'checkpoint {step} in {workdir} is corrupt ({reason}); '
+                      f'{another}: {_describe_available(train, best)}')
     _log.warning('checkpoint %d in %s is corrupt (%s): skipped', step, workdir, reason)
     corrupt.add(step)
     step = _select(workdir, path, selector, train, best, corrupt)
@@ -246,7 +248,8 @@ def resolve_checkpoint(workdir: str, checkpoint: Any, *, fallback: bool) -> str 
 
 
 def load_workdir(workdir: str, checkpoint: Any = 'best', *, fallback: bool = True,
-                 params: str = 'ema') -> tuple[ml_collections.ConfigDict, Any, int]:
+                 params: str = 'ema', another: str = 'choose another --checkpoint'
+                 ) -> tuple[ml_collections.ConfigDict, Any, int]:
   """Loads what evaluation and inference need from a training workdir.
 
   Args:
@@ -255,6 +258,7 @@ def load_workdir(workdir: str, checkpoint: Any = 'best', *, fallback: bool = Tru
     fallback: 'best' falls back to 'latest' when no validation was recorded.
     params: 'ema' (the EMA parameters where the run kept them, else the raw ones; see
       :func:`params_kind`) or 'raw'.
+    another: see :func:`restore_params`.
 
   Returns:
     ``(config, params, step)``: the run's config, its parameters (NumPy) and their step.
@@ -265,5 +269,6 @@ def load_workdir(workdir: str, checkpoint: Any = 'best', *, fallback: bool = Tru
   workdir = os.fspath(workdir)
   config = checkpoints.load_config(workdir)
   selector = resolve_checkpoint(workdir, checkpoint, fallback=fallback)
-  values, step = restore_params(workdir, selector, params=params_kind(config, params))
+  values, step = restore_params(workdir, selector, params=params_kind(config, params),
+                                another=another)
   return config, values, step

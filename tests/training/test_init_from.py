@@ -2,12 +2,18 @@
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 
+from absl import flags
 from flax import traverse_util
 import jax
+import ml_collections
 import numpy as np
 import pytest
+
+from mh2f_jax import configs
 
 from mh2f_jax import model as model_lib
 from mh2f_jax.errors import UserError
@@ -17,6 +23,7 @@ from mh2f_jax.training import init_from
 from mh2f_jax.training import optim
 from mh2f_jax.training import steps
 from mh2f_jax.training import trainer
+from mh2f_jax.workdir import checkpoints
 from mh2f_jax.workdir import loading
 from mh2f_jax.workdir import run_record
 
@@ -43,11 +50,23 @@ def trained(tmp_path_factory):
   return str(workdir)
 
 
-def _initial(overrides):
-  config = train_helper.tiny_config({**BASE, **overrides})
+@pytest.fixture(scope='module')
+def with_best(trained, tmp_path_factory):
+  """The trained run with its best checkpoint at step 1, before its latest (step 2)."""
+  workdir = str(tmp_path_factory.mktemp('with_best') / 'run')
+  shutil.copytree(trained, workdir)
+  _, first, _ = loading.load_workdir(workdir, 1)
+  manager = checkpoints.create_best_manager(workdir)
+  checkpoints.save_best(manager, workdir, 1, first, psnr_y=30.0, ssim_y=0.9)
+  manager.close()
+  return workdir
+
+
+def _initial(overrides, ema=False, config=None):
+  config = config or train_helper.tiny_config({**BASE, **overrides})
   model = model_lib.from_config(config.model)
   tx, _ = optim.create_optimizer(config.optim, config.num_train_steps)
-  return init_from.initial_state(config, model, tx, steps.create_mesh(), False)
+  return init_from.initial_state(config, model, tx, steps.create_mesh(), ema)
 
 
 def _flat(tree):
@@ -74,6 +93,83 @@ def test_workdir_best_else_latest_and_a_named_step(trained):
                     'params': 'raw', 'skipped': []}
   fresh, _ = _initial({})
   assert not np.array_equal(_flat(fresh.params)['head/kernel'], _flat(first)['head/kernel'])
+
+
+def test_a_workdir_gives_its_best_checkpoint_not_its_latest(with_best):
+  _, best, _ = loading.load_workdir(with_best, 'best')
+  _, latest, _ = loading.load_workdir(with_best, 'latest')
+  assert not np.array_equal(_flat(best)['head/kernel'], _flat(latest)['head/kernel'])
+  state, origin = _initial({'init_from': with_best})
+  _assert_same(state.params, best)
+  assert origin['checkpoint'] == 'best' and origin['step'] == 1
+  state, origin = _initial({'init_from': f'{with_best}:latest'})
+  _assert_same(state.params, latest)
+  assert origin['step'] == 2
+
+
+def test_with_ema_the_ema_parameters_start_as_the_loaded_ones(trained):
+  _, latest, _ = loading.load_workdir(trained, 'latest')
+  state, _ = _initial({'init_from': trained, 'ema_decay': 0.999}, ema=True)
+  _assert_same(state.params, latest)
+  _assert_same(state.ema_params, latest)  # What eval and derain read by default.
+
+
+def test_a_corrupt_checkpoint_names_the_init_from_form_to_choose_another(with_best, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(with_best, workdir)
+  # Step 1 is also a training checkpoint, which is where its parameters are read.
+  item = os.path.join(workdir, checkpoints.CHECKPOINT_DIR, '1')
+  largest = max((os.path.join(r, n) for r, _, names in os.walk(item) for n in names),
+                key=os.path.getsize)
+  with open(largest, 'r+b') as f:
+    f.truncate(os.path.getsize(largest) // 2)
+  with pytest.raises(UserError) as raised:
+    _initial({'init_from': workdir})
+  message = str(raised.value)
+  assert message.startswith(f'init_from {workdir}: checkpoint 1 in {workdir} is corrupt (')
+  assert f'name another checkpoint as init_from={workdir}:STEP: training checkpoints at ' \
+      'steps 1, 2' in message
+  assert '--checkpoint' not in message and '\n' not in message
+  state, origin = _initial({'init_from': f'{workdir}:2'})  # The way it names works.
+  assert origin['step'] == 2
+
+
+def test_the_runs_own_workdir_is_refused_by_name(tmp_path):
+  workdir = str(tmp_path / 'run')
+  for spec in (workdir, f'{workdir}:latest', os.path.join(workdir, '.')):
+    with pytest.raises(UserError, match=r'is the workdir of this run, which has no '
+                       r'checkpoint to start from: name another run'):
+      _train(workdir, {'init_from': spec})
+  assert not os.path.exists(os.path.join(workdir, 'config.json'))  # Nothing recorded.
+  # What train.py's user sees: one error line, exit status 2.
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'tests', 'train_helper.py'), '--cli',
+       f'--workdir={workdir}', f'--config_json={json.dumps({"init_from": workdir})}'],
+      capture_output=True, text=True, timeout=300, cwd=REPO,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+  assert errors == [f'error: init_from {workdir} is the workdir of this run, which has no '
+                    'checkpoint to start from: name another run (its workdir or DIR:STEP) '
+                    'or a parameters file, or leave init_from unset for random weights']
+
+
+def test_init_from_skip_as_one_comma_separated_string(trained):
+  assert init_from.skip_patterns('rpff/*,fusion_add/*') == ['rpff/*', 'fusion_add/*']
+  assert init_from.skip_patterns(' rpff/*, fusion_add/* ,') == ['rpff/*', 'fusion_add/*']
+  # The flag as the docs write it: train.py's --config flag reads it as the tuple.
+  values, argv = flags.FlagValues(), ['train.py', '--config=synthetic',
+                                      '--config.init_from_skip=rpff/*,fusion_add/*']
+  configs.define_flag('config', 'config', values, sys_argv=argv)
+  values(argv)
+  assert values.config.init_from_skip == ('rpff/*', 'fusion_add/*')
+  # A config given as a dict (or read back from JSON) may hold the string itself.
+  overrides = {**BASE, 'init_from': trained, 'model.fusion': 'add'}
+  as_dict = train_helper.tiny_config(overrides).to_dict()
+  as_dict['init_from_skip'] = 'rpff/*,fusion_add/*'
+  _, by_string = _initial({}, config=ml_collections.ConfigDict(as_dict))
+  _, by_tuple = _initial({**overrides, 'init_from_skip': ('rpff/*', 'fusion_add/*')})
+  assert by_string['skipped'] == by_tuple['skipped'] and by_string['skipped']
 
 
 def test_parameters_file(trained, tmp_path):
