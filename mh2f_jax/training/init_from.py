@@ -2,7 +2,7 @@
 
 ``init_from`` names a workdir (its best checkpoint, else its latest), ``DIR:STEP`` (or
 ``DIR:best``, ``DIR:latest``), or a bare parameters file
-(``python -m mh2f_jax.export params``). A workdir gives its EMA parameters where the run
+(``mh2f-export --format=params``). A workdir gives its EMA parameters where the run
 kept them, as eval and derain do. Only the parameters are taken: the run starts at step
 0 with a fresh optimizer and schedule. This is not a resume: a workdir that already has
 checkpoints continues from them, whatever ``init_from`` says.
