@@ -6,11 +6,19 @@ trained workdir of the other tests, and for its ONNX export; Selenium drives Deb
 with what the ``mh2f_jax.derain`` command writes for the same file. ``.ci/run`` installs the
 browser; without one the browser test is skipped, saying so.
 
-``MH2F_APP_SCREENSHOT=path.png`` also saves a screenshot of the page with its result.
+The workdir test also takes the screenshot of the page with its result that the README
+shows (docs/app.png), after checking that the page shows what the docs say (the scores
+line under the result). It is written to the test's temporary folder, or to
+``MH2F_APP_SCREENSHOT``; ``MH2F_APP_WORKDIR`` serves another workdir in that test. The
+docs' picture is made with::
+
+  MH2F_APP_WORKDIR=runs/demo MH2F_APP_SCREENSHOT=docs/app.png \
+      python -m pytest tests/test_app.py -k 'page_derains_like_the_cli and workdir'
 """
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +30,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mh2f_jax.datasets import rain
+from mh2f_jax.datasets import synthetic
+
 from inference_helper import fake_pair  # pylint: disable=g-bad-import-order
 from inference_helper import tiny_run  # pylint: disable=g-bad-import-order
 
@@ -29,6 +40,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
 # Generous: the page's process imports JAX and Gradio and compiles the model on a busy CPU.
 TIMEOUT_S = 240
+SCREENSHOT_WIDTH = 900
 
 
 @pytest.fixture(name='run', scope='session')
@@ -38,8 +50,11 @@ def _run_fixture(tmp_path_factory):
 
 @pytest.fixture(name='photo', scope='module')
 def _photo(tmp_path_factory):
-  path = tmp_path_factory.mktemp('upload') / 'rainy street.png'
-  Image.fromarray(fake_pair(44, 52, seed=7)[0]).save(path)
+  """A held-out test photo of the demo's data (the cat) under heavy rain, 432x288: large
+  enough for NIQE, so the page shows every score."""
+  path = tmp_path_factory.mktemp('upload') / 'rainy cat.png'
+  rainy = rain.add_rain(synthetic.test_photo('chelsea'), np.random.default_rng(7), 'heavy')
+  Image.fromarray(rainy).save(path)
   return path
 
 
@@ -85,7 +100,10 @@ def _serve(model_flag: str, log_path: str):
 
 
 def _browser(download_dir: str):
-  """A headless Chromium that saves downloads to ``download_dir``, or a skip."""
+  """A headless Chromium that saves downloads to ``download_dir``, or a skip.
+
+  Its window is about as wide as the README's column, so the screenshot reads there.
+  """
   webdriver = pytest.importorskip('selenium.webdriver',
                                   reason='selenium is not installed (tests/requirements.txt)')
   binary = next(filter(None, map(shutil.which, BROWSERS)), None)
@@ -96,7 +114,7 @@ def _browser(download_dir: str):
   options = webdriver.ChromeOptions()
   options.binary_location = binary
   for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage',
-              '--window-size=1280,900'):
+              f'--window-size={SCREENSHOT_WIDTH},900'):
     options.add_argument(arg)
   options.add_experimental_option('prefs', {'download.default_directory': download_dir,
                                             'download.prompt_for_download': False})
@@ -188,27 +206,43 @@ def test_page_derains_like_the_cli(run, photo, tmp_path, source):
     assert export_cli.run([f'--workdir={run.workdir}', '--format=onnx',
                        f'--output={tmp_path / "model.onnx"}']) == 0
   else:
-    model_flag = f'--workdir={run.workdir}'
+    model_flag = f'--workdir={os.environ.get("MH2F_APP_WORKDIR", run.workdir)}'
   downloads = tmp_path / 'downloads'
   downloads.mkdir()
   driver = _browser(str(downloads))
   try:
     with _serve(model_flag, str(tmp_path / 'app.log')) as url:
       _derain_in_page(driver, url, photo)
+      # The scores line under the result, as docs/app.md and the screenshot show it.
+      status = driver.find_element(By.ID, 'status').text
+      assert re.search(r'rainy cat\.png -> rainy cat\.png \(432x288, rgb\)\s+NIQE '
+                       r'\d+\.\d\d -> \d+\.\d\d, BRISQUE -?\d+\.\d\d -> -?\d+\.\d\d '
+                       r'\(lower is better\)', status), status
+      if source == 'workdir':
+        _screenshot(driver, os.environ.get('MH2F_APP_SCREENSHOT') or str(tmp_path / 'app.png'))
       link = driver.find_element(By.CSS_SELECTOR, '#results a[download]')
-      assert link.get_attribute('download') == 'rainy street.png'
+      assert link.get_attribute('download') == 'rainy cat.png'
       link.click()
-      downloaded = _wait_for_file(str(downloads / 'rainy street.png'), 60)
-      if os.environ.get('MH2F_APP_SCREENSHOT') and source == 'workdir':
-        driver.save_screenshot(os.environ['MH2F_APP_SCREENSHOT'])
+      downloaded = _wait_for_file(str(downloads / 'rainy cat.png'), 60)
   finally:
     driver.quit()
   from mh2f_jax import derain  # The command, run in this process.
   assert derain.run([model_flag, f'--input={photo}', f'--output={tmp_path / "cli"}']) == 0
-  expected = tmp_path / 'cli' / 'rainy street.png'
+  expected = tmp_path / 'cli' / 'rainy cat.png'
   np.testing.assert_array_equal(np.asarray(Image.open(downloaded)),
                                 np.asarray(Image.open(expected)))
   assert open(downloaded, 'rb').read() == expected.read_bytes()
+
+
+def _screenshot(driver, path: str) -> None:
+  """Saves the whole page (the window made as tall as the page) as a PNG at ``path``."""
+  height = driver.execute_script('return document.documentElement.scrollHeight')
+  # The window's height counts the browser's own bars, which the screenshot leaves out.
+  bars = driver.get_window_size()['height'] - driver.execute_script('return innerHeight')
+  driver.set_window_size(SCREENSHOT_WIDTH, height + bars)
+  assert driver.save_screenshot(path)
+  with Image.open(path) as shot:
+    assert shot.size[0] == SCREENSHOT_WIDTH and shot.size[1] >= height - 1, shot.size
 
 
 def test_quality_text_shows_rainy_and_derained_scores():

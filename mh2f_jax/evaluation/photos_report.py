@@ -15,7 +15,7 @@ WORKDIR/eval/photos-<folder name>-<hash>-step<STEP>[-flips|-x8][-raw]/
   summary.json    means over the photos each measure scored, and run facts
   results.md      the means as a table, the photos that could not be scored
   figure.png      rainy | derained of the photos whose NIQE improved most and least
-  images/         derained PNGs (with save_images)
+  images/         derained PNGs (with save_images), named as mh2f-derain names outputs
 ```
 A photo that cannot be read or scored (NIQE needs 192x192 pixels; a flat photo gets NaN)
 gets its reason in ``note`` and the run goes on; BRISQUE without its model files leaves
