@@ -16,9 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The entry points turn JAX's persistent compilation cache on; under the tests it lives in
 # a temporary folder (shared by the subprocesses the tests start), never in ~/.cache.
-if "MH2F_COMPILATION_CACHE" not in os.environ:
+# Each test process makes its own, pytest-xdist's workers too, although they inherit the
+# main process's environment: JAX writes an entry without a lock, so a process could read
+# one that another has half written. A folder the user set is kept.
+_OWN_CACHE = "MH2F_TEST_COMPILATION_CACHE"  # the folder made here, as opposed to the user's
+if os.environ.get("MH2F_COMPILATION_CACHE") in (None, os.environ.get(_OWN_CACHE)):
   _cache_dir = tempfile.mkdtemp(prefix="mh2f-test-jax-cache-")
-  os.environ["MH2F_COMPILATION_CACHE"] = _cache_dir
+  os.environ["MH2F_COMPILATION_CACHE"] = os.environ[_OWN_CACHE] = _cache_dir
   atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
 
 
