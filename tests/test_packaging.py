@@ -9,12 +9,17 @@ Building the wheel fetches setuptools through pip's isolated build (from pip's c
 
 import configparser
 import os
+import re
 import shutil
 import site
 import subprocess
 import sys
+import tomllib
 import zipfile
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,9 +94,6 @@ def test_the_package_comes_from_the_install_not_the_checkout(env):
 @pytest.mark.parametrize('command', COMMANDS)
 def test_every_command_answers_help(env, command):
   _, bin_dir, _, elsewhere = env
-  if command == 'mh2f-export' and not os.path.exists(os.path.join(REPO, 'mh2f_jax',
-                                                                  'export.py')):
-    pytest.skip('mh2f_jax/export/__main__.py (the export command) is not in this checkout')
   out = _run([str(bin_dir / command), '--help'], cwd=elsewhere, timeout=120)
   # absl's --help (train, eval) exits with status 1; argparse's with 0.
   expected = (0, 1) if command in ('mh2f-train', 'mh2f-eval') else (0,)
@@ -128,3 +130,71 @@ def test_shipped_config_by_name(env):
              cwd=elsewhere)
   assert out.returncode != 0
   assert 'rain300l' in out.stderr and 'rain200l' in out.stderr  # names the shipped ones
+
+
+# The lock files (locks/, written by .ci/lock) against the ranges they were made from: a
+# range edited without refreshing the locks fails here, without any download.
+LOCKS = os.path.join(REPO, 'locks')
+
+
+def _pins(name):
+  """{canonical name: version} of a lock file; every pin carries its hashes."""
+  with open(os.path.join(LOCKS, name)) as f:
+    text = f.read()
+  pins = {}
+  for block in re.split(r'\n(?=\S)', text):
+    match = re.match(r'([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)', block)
+    if match:
+      assert '--hash=sha256:' in block, f'{name}: {match.group(0)} has no hash'
+      pins[canonicalize_name(match.group(1))] = Version(match.group(2))
+  assert pins, name
+  return pins
+
+
+def _ranges(*files, extra=None):
+  """The requirements of requirements files (and of one extra of pyproject.toml)."""
+  lines = []
+  for name in files:
+    with open(os.path.join(REPO, name)) as f:
+      lines += [line.strip() for line in f if line.strip() and not line.startswith('#')]
+  if extra:
+    with open(os.path.join(REPO, 'pyproject.toml'), 'rb') as f:
+      lines += tomllib.load(f)['project']['optional-dependencies'][extra]
+  return [Requirement(line) for line in lines]
+
+
+LOCKED = {'core.txt': (('requirements.txt',), None),
+          'app.txt': (('requirements.txt',), 'app'),
+          'export.txt': (('requirements.txt',), 'export'),
+          'tensorboard.txt': (('requirements.txt',), 'tensorboard'),
+          'tests.txt': (('requirements.txt', 'tests/requirements.txt'), None)}
+
+
+@pytest.mark.parametrize('lock', sorted(LOCKED))
+def test_each_lock_pins_every_requirement_within_its_range(lock):
+  pins = _pins(lock)
+  files, extra = LOCKED[lock]
+  for req in _ranges(*files, extra=extra):
+    name = canonicalize_name(req.name)
+    assert name in pins, f'{lock} lacks {req}: run .ci/lock'
+    assert req.specifier.contains(pins[name], prereleases=True), (
+        f'{lock} pins {name}=={pins[name]}, outside {req}: run .ci/lock')
+
+
+def test_locks_give_a_package_one_version():
+  """The locks are parts of one resolution: each is a part of what CI tested."""
+  seen = {}
+  for lock in LOCKED:
+    for name, version in _pins(lock).items():
+      seen.setdefault(name, {})[lock] = version
+  differ = {name: v for name, v in seen.items() if len(set(v.values())) > 1}
+  assert not differ, differ
+
+
+def test_floors_lock_pins_each_requirement_at_its_floor():
+  pins = _pins('floors.txt')
+  for req in _ranges('requirements.txt'):
+    (floor,) = [s.version for s in req.specifier if s.operator == '>=']
+    assert pins[canonicalize_name(req.name)] == Version(floor), (
+        f'floors.txt pins {req.name}=={pins[canonicalize_name(req.name)]}, not the floor of '
+        f'{req}: raise the floor to a version that resolves, or run .ci/lock')
