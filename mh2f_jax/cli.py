@@ -33,6 +33,7 @@ from absl import flags
 from absl import logging
 
 from mh2f_jax import files
+from mh2f_jax.runtime import host_memory
 from mh2f_jax.runtime import logs
 from mh2f_jax.errors import UserError
 
@@ -212,6 +213,8 @@ def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
     flags.FLAGS.mark_as_parsed()
   try:
     with log_policy(log_level):
+      # Before anything starts JAX's CPU client (runtime/host_memory.py says why).
+      logging.info('host memory: %s', host_memory.keep_freed_memory())
       if compile_cache:
         from mh2f_jax.runtime import compile_cache as cache_lib  # pylint: disable=g-import-not-at-top
         logging.info('compilation cache: %s', cache_lib.enable() or 'off')

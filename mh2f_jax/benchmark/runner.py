@@ -120,8 +120,10 @@ def _train(table: table_lib.Table, config: ml_collections.ConfigDict, s: Sizes) 
   # started (JAX cannot reset it) is each row's own.
   table.section('train step', ['dtype', 'batch', 'patch', 'images_per_s', 'step_ms',
                                'compile_s', 'steps', 'xla_memory_gib', 'peak_memory_gib',
-                               'loss_finite'],
-                note='peak_memory_gib: the first device, since the run started')
+                               'faults_per_step', 'system_share', 'loss_finite'],
+                note='peak_memory_gib: the first device, since the run started; '
+                     'faults_per_step, system_share: the host process (page faults, and '
+                     'the kernel\'s share of its CPU time)')
   dtypes = ('bfloat16', 'float32')
   for dtype in dtypes:
     config.model.dtype = dtype

@@ -9,6 +9,8 @@ from typing import Any
 
 import jax
 
+from mh2f_jax.runtime import host_memory
+
 # The CUDA plugin's distribution names (jax[cuda12] / jax[cuda13]).
 _PLUGINS = ('jax-cuda13-plugin', 'jax-cuda12-plugin', 'jax-cuda13-pjrt', 'jax-cuda12-pjrt')
 GIB = 1024 ** 3
@@ -56,6 +58,7 @@ def describe_devices() -> list[dict[str, Any]]:
 
 
 def host() -> dict[str, Any]:
-  """The host: CPU count and the 1-minute load average (other work slows every figure)."""
+  """The host: CPUs, the 1-minute load average (other work slows every figure), the allocator."""
   return {'cpus': os.cpu_count(), 'load_avg_1min': os.getloadavg()[0],
+          'host_memory': host_memory.keep_freed_memory(),
           'process_count': jax.process_count()}

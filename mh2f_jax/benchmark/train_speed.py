@@ -7,6 +7,7 @@ random batch already on the devices: what is timed is the step alone.
 
 from __future__ import annotations
 
+import resource
 import time
 from typing import Any
 
@@ -39,6 +40,17 @@ def _compiled_memory_gib(compiled: Any) -> float | None:
   return total / system.GIB
 
 
+def _host_cost(before: Any, after: Any, steps: int) -> dict[str, float]:
+  """Page faults per step and the system's share of the process's CPU time.
+
+  A step that the kernel must fault memory in for (see ``runtime/host_memory.py``) shows
+  here on any device: on a GPU host these are the input side's.
+  """
+  user, sys_time = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+  return {'faults_per_step': (after.ru_minflt - before.ru_minflt) / steps,
+          'system_share': sys_time / max(user + sys_time, 1e-9)}
+
+
 def _timed_steps(compiled: Any, state: Any, batch: Any, seconds: float,
                  max_steps: int) -> tuple[float, int, Any]:
   """Runs the step about ``seconds`` long (3 to ``max_steps`` steps); seconds per step."""
@@ -68,7 +80,8 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, *, seconds: floa
     ``dtype``, ``batch``, ``patch``, ``images_per_s``, ``step_ms``, ``compile_s``,
     ``steps`` (timed), ``xla_memory_gib`` (XLA's estimate for the step) and
     ``peak_memory_gib`` (the first device's peak since the process started; None on
-    the CPU).
+    the CPU), ``faults_per_step`` and ``system_share`` (of the process's CPU time, over
+    the timed steps and the warm-up step before them).
 
   Raises:
     jax.errors.JaxRuntimeError: out of memory (see :func:`is_out_of_memory`) and others.
@@ -88,12 +101,14 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, *, seconds: floa
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
+  before = resource.getrusage(resource.RUSAGE_SELF)
   step_s, count, metrics = _timed_steps(compiled, state, batch, seconds, max_steps)
+  host = _host_cost(before, resource.getrusage(resource.RUSAGE_SELF), count + 1)
   return {'dtype': config.model.dtype, 'batch': batch_size, 'patch': f'{patch}x{patch}',
           'images_per_s': batch_size / step_s, 'step_ms': step_s * 1e3,
           'compile_s': compile_s, 'steps': count,
           'xla_memory_gib': _compiled_memory_gib(compiled),
-          'peak_memory_gib': system.peak_gib(jax.devices()[0]),
+          'peak_memory_gib': system.peak_gib(jax.devices()[0]), **host,
           'loss_finite': bool(np.isfinite(float(metrics['loss'])))}
 
 

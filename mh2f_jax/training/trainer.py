@@ -44,6 +44,7 @@ from mh2f_jax import model as model_lib
 from mh2f_jax.training import optim
 from mh2f_jax.training import preemption
 from mh2f_jax.training import progress
+from mh2f_jax.runtime import host_memory
 from mh2f_jax.workdir import save_loops
 from mh2f_jax.training import steps
 from mh2f_jax.training import validation
@@ -255,6 +256,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
       does not split over the devices, a missing dataset, a non-finite loss, or a
       workdir fault (in use, lost checkpoints, full disk: docs/training.md, Faults).
   """
+  # First, before JAX's CPU client starts (a notebook's first call; see runtime/host_memory.py).
+  host_memory.keep_freed_memory()
   config = ml_collections.ConfigDict(config) if isinstance(config, Mapping) else config
   config_schema.validate(config)
   config = config_schema.resolve_paths(config)  # What config.json records is what is used.
