@@ -114,7 +114,8 @@ def derain_files(values: flags.FlagValues, positional: Sequence[str]) -> int:
     raise errors.UserError('give --overwrite or --skip_existing, not both')
   plan = photos.plan_outputs(values.input, values.output,
                              overwrite=values.overwrite or values.skip_existing)
-  files.check_writable_folder(values.output)  # Before the model is loaded.
+  # Before the model is loaded; what the check made goes again if that fails.
+  files.check_writable_folder(values.output, keep=False)
   with compile_count.counting() as compiled:
     derainer = cli.load_derainer(
         values, self_ensemble=ensemble.from_flags(values.self_ensemble, values.ensemble))

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import shutil
 import stat
 import uuid
 import warnings
@@ -276,16 +277,25 @@ def not_a_regular_file(path: str) -> str | None:
   return 'not a regular file'
 
 
-def check_writable_folder(folder: str) -> None:
+def check_writable_folder(folder: str, *, keep: bool = True) -> None:
   """Creates ``folder`` if missing and checks that a file can be written there.
 
   A probe file is written and removed, so a read-only mount, a denied folder or a
   path under a file is found before any work is done.
 
+  Args:
+    folder: the folder.
+    keep: keep the folders the check created; False removes them again, for a check
+      made before steps that may still fail (the work creates them when it writes).
+
   Raises:
     UserError: the folder cannot be created or written, naming it and the reason.
   """
   probe = os.path.join(folder, f'.write-probe-{uuid.uuid4().hex}')
+  missing = os.path.abspath(folder)
+  while not os.path.lexists(os.path.dirname(missing)) and missing != os.path.dirname(missing):
+    missing = os.path.dirname(missing)
+  created = not os.path.lexists(missing)
   try:
     os.makedirs(folder, exist_ok=True)
     with open(probe, 'xb') as f:
@@ -294,6 +304,8 @@ def check_writable_folder(folder: str) -> None:
   except OSError as e:
     raise UserError(f'cannot write to the output folder {folder}: '
                     f'{e.strerror or e}') from None
+  if created and not keep:
+    shutil.rmtree(missing, ignore_errors=True)
 
 
 def decode_name(name: Any) -> str:

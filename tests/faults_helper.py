@@ -10,12 +10,12 @@ import pytest
 
 @contextlib.contextmanager
 def read_only_folder(path):
-  """An empty read-only folder at ``path``.
+  """A read-only folder at ``path`` (made if missing; an existing one is covered).
 
   Root ignores file modes, so as root it is a read-only tmpfs mounted there (the test is
   skipped where that cannot be done); otherwise a folder of mode 555.
   """
-  os.makedirs(path)
+  os.makedirs(path, exist_ok=True)
   if os.geteuid() != 0:
     os.chmod(path, 0o555)
     try:
