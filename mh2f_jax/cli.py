@@ -213,8 +213,7 @@ def run(main: Callable[[flags.FlagValues, Sequence[str]], int | None],
     flags.FLAGS.mark_as_parsed()
   try:
     with log_policy(log_level):
-      # Before anything starts JAX's CPU client (runtime/host_memory.py says why).
-      logging.info('host memory: %s', host_memory.keep_freed_memory())
+      logging.info('host memory: %s', host_memory.keep_freed_memory())  # Before JAX runs.
       if compile_cache:
         from mh2f_jax.runtime import compile_cache as cache_lib  # pylint: disable=g-import-not-at-top
         logging.info('compilation cache: %s', cache_lib.enable() or 'off')

@@ -31,6 +31,7 @@ from mh2f_jax import files
 from mh2f_jax.training import metric_writer
 from mh2f_jax.errors import UserError
 
+import faults_helper  # pylint: disable=g-bad-import-order
 import train_helper  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -513,28 +514,11 @@ def test_a_workdir_that_is_a_file(tmp_path, capsys):
   _one_error_line(capsys, eval_tool.run([f'--workdir={path}']), f'workdir {path} is not a folder')
 
 
-@contextlib.contextmanager
-def _read_only_folder(path):
-  """A read-only folder: a read-only tmpfs as root (root ignores modes), else mode 555."""
-  os.makedirs(path)
-  if os.geteuid() != 0:
-    os.chmod(path, 0o555)
-    try:
-      yield path
-    finally:
-      os.chmod(path, 0o755)
-    return
-  with _tmpfs(path, '1m,ro') as mounted:
-    if mounted is None:
-      pytest.skip('needs a read-only mount as root')
-    yield path
-
-
 def test_a_read_only_workdir_in_train_and_eval(copy, tmp_path, capsys, monkeypatch):
   from mh2f_jax import eval as eval_tool  # pylint: disable=g-import-not-at-top
   from mh2f_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
   from mh2f_jax import train  # pylint: disable=g-import-not-at-top
-  with _read_only_folder(str(tmp_path / 'ro')) as folder:
+  with faults_helper.read_only_folder(str(tmp_path / 'ro')) as folder:
     workdir = os.path.join(folder, 'run')
     _one_error_line(capsys, train.run([f'--config={_config_file(tmp_path)}',
                                        f'--workdir={workdir}']), f'workdir {workdir}')

@@ -256,8 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
       does not split over the devices, a missing dataset, a non-finite loss, or a
       workdir fault (in use, lost checkpoints, full disk: docs/training.md, Faults).
   """
-  # First, before JAX's CPU client starts (a notebook's first call; see runtime/host_memory.py).
-  host_memory.keep_freed_memory()
+  host_memory.keep_freed_memory()  # Before JAX's CPU client starts (a notebook's first call).
   config = ml_collections.ConfigDict(config) if isinstance(config, Mapping) else config
   config_schema.validate(config)
   config = config_schema.resolve_paths(config)  # What config.json records is what is used.
