@@ -2,7 +2,8 @@
 
 Usage:
   python benchmarks/unseen_rain.py --workdir=runs/demo [--checkpoint=latest] [--draws=3]
-      [--figure=docs/synthetic_rain_unseen.png] [--json=unseen.json] [--x8]
+      [--photos=test|all] [--figure=docs/synthetic_rain_unseen.png] [--json=unseen.json]
+      [--x8]
 
 The rain here is drawn by this file alone, with ``skimage.draw.line`` segments and
 ``scipy.ndimage`` filters; it imports nothing of ``mh2f_jax.datasets.rain``, so a model trained on
@@ -18,7 +19,11 @@ that renderer meets a different one, as a user's own rain would be. Five styles:
   than any wide streak of ``synthetic_rain`` 2.0.0.
 
 They are drawn over the held-out test photos of ``synthetic_rain`` (photos the demo never
-trains on), ``--draws`` renderings of each style per photo. Every image is derained by the
+trains on), ``--draws`` renderings of each style per photo. ``--photos=all`` adds the
+train photos, other photos bundled with scikit-image and matplotlib, and scenes drawn here
+that look like streaks but are not rain (railings, stripes, striped fabric, a flag,
+tree trunks), prints a table per group, and derains each clean photo too (a derainer
+should leave it as it is). Every image is derained by the
 single pass and by each self-ensemble, and scored with PSNR-Y (protocol B). The rows of
 the demo's own test split (its dataset's ``test`` split) are added for comparison.
 
@@ -241,6 +246,78 @@ def held_out_photos() -> dict[str, np.ndarray]:
   return {name: synthetic.test_photo(name) for name in synthetic.TEST_PHOTOS}
 
 
+# Bundled photos in neither split of synthetic_rain (motorcycle_right is the train
+# split's scene, so it is left out).
+OTHER_PHOTOS = ('text', 'coins', 'moon', 'cell', 'clock', 'present')
+# Scenes drawn here that look like streaks and are not rain.
+DRAWN_SCENES = ('railing', 'stripes', 'fabric', 'flag', 'trunks')
+
+
+def _bundled(name: str) -> np.ndarray:
+  from PIL import Image
+  if name == 'present':
+    from matplotlib import cbook
+    path = cbook.get_sample_data('Minduka_Present_Blue_Pack.png', asfileobj=False)
+    with Image.open(path) as img:
+      return np.asarray(img.convert('RGB'))
+  from skimage import data
+  photo = getattr(data, name)()
+  return np.stack([photo] * 3, -1) if photo.ndim == 2 else photo[..., :3]
+
+
+def drawn_scene(name: str, shape: tuple[int, int] = (256, 384)) -> np.ndarray:
+  """A clean uint8 scene with streak-like content, drawn by this file alone.
+
+  ``railing``: dark vertical bars and a rail against a pale sky; ``stripes``: white and
+  dark vertical stripes 5 px wide; ``fabric``: fine sine stripes in two colours, 7 px
+  apart; ``flag``: wide vertical white and red bands; ``trunks``: dark trunks before a
+  bright green ground.
+  """
+  h, w = shape
+  yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+  if name == 'railing':
+    image = np.stack([200 - yy * 0.2, 215 - yy * 0.1, 240 + 0 * yy], -1)
+    image[((xx % 24) < 3) & (yy > 60)] = (40, 40, 45)
+    image[(yy > 60) & (yy < 66)] = (40, 40, 45)
+  elif name == 'stripes':
+    image = np.stack([np.where((xx // 5) % 2 == 0, 228, 28)] * 3, -1)
+  elif name == 'fabric':
+    wave = 2 * np.pi * xx / 7
+    image = np.stack([180 + 60 * np.sin(wave), 160 + 40 * np.sin(wave + 1), 120 + 0 * xx], -1)
+  elif name == 'flag':
+    image = np.where(((xx // 32) % 2 == 0)[..., None], np.float32([230, 230, 230]),
+                     np.float32([200, 30, 40]))
+  elif name == 'trunks':
+    image = np.stack([150 + 40 * (yy / h), 190 + 0 * yy, 120 + 0 * yy], -1)
+    for left in (40, 110, 200, 300):
+      image[:, left:left + 14] = (70, 50, 35)
+  else:
+    raise ValueError(f'unknown scene {name!r}; allowed: {", ".join(DRAWN_SCENES)}')
+  return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def more_photos() -> dict[str, dict[str, np.ndarray]]:
+  """``{group: {name: photo}}`` for ``--photos=all``: beyond the held-out test photos.
+
+  Groups: ``train photos`` (synthetic_rain's train photos, not its drawn patterns, as
+  the train split scales them), ``other photos`` (:data:`OTHER_PHOTOS`, scaled the same
+  way), ``streak-like scenes`` (:data:`DRAWN_SCENES`).
+  """
+  from mh2f_jax.datasets import synthetic
+  from PIL import Image
+  def scaled(photo):
+    factor = synthetic.MAX_SIDE / max(photo.shape[:2])
+    if factor >= 1:
+      return np.ascontiguousarray(photo)
+    size = (round(photo.shape[1] * factor), round(photo.shape[0] * factor))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(photo)).resize(
+        size, Image.Resampling.LANCZOS))
+  return {'train photos': {n: synthetic.load_photo(n) for n in synthetic.TRAIN_PHOTOS
+                           if not n.startswith('pattern')},
+          'other photos': {n: scaled(_bundled(n)) for n in OTHER_PHOTOS},
+          'streak-like scenes': {n: drawn_scene(n) for n in DRAWN_SCENES}}
+
+
 def own_test_split(workdir: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
   """The (name, rainy, clean) pairs of the test split of the workdir's eval dataset.
 
@@ -259,6 +336,35 @@ def own_test_split(workdir: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
   return pairs
 
 
+def group_table(rows: list[dict], groups: dict[str, list[str]],
+                clean: dict[str, float]) -> str:
+  """Markdown: per photo group, the clean photos kept and each style's gains.
+
+  Args:
+    rows: :func:`score` rows of the style sets.
+    groups: ``{group: [photo name, ...]}``.
+    clean: ``{photo name: PSNR-Y of the derained clean photo against itself}``.
+
+  Returns:
+    One row per group: images, the clean photos' mean and lowest PSNR-Y after deraining,
+    and per style the mean and smallest gain (flips ensemble) over its images.
+  """
+  styles = [s for s in STYLES if any(r['set'] == s for r in rows)]
+  lines = ['| photos | clean photo derained: mean, lowest (dB) | '
+           + ' | '.join(f'{s}: mean, smallest gain' for s in styles) + ' |',
+           '|---|---|' + '---|' * len(styles)]
+  for group, names in groups.items():
+    kept = [clean[n] for n in names]
+    cells = []
+    for style in styles:
+      gains = [r['flips'] - r['input'] for r in rows if r['set'] == style
+               and r['name'].rsplit('_', 1)[0] in names]
+      cells.append(f'{np.mean(gains):+.2f}, {np.min(gains):+.2f}')
+    lines.append(f'| {group} ({len(names)}) | {np.mean(kept):.2f}, {np.min(kept):.2f} | '
+                 + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', required=True, help='a trained workdir (runs/demo)')
@@ -267,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--min_gain', type=float, default=2.0)
   parser.add_argument('--figure', help='write the figure PNG here')
   parser.add_argument('--json', help='write the per-image rows and the table here')
+  parser.add_argument('--photos', default='test', choices=('test', 'all'),
+                      help="'test': the held-out test photos; 'all': also the train photos, "
+                      'other bundled photos and streak-like scenes drawn here, with a table '
+                      'per group and the clean photos derained')
   parser.add_argument('--x8', action='store_true',
                       help='also score the x8 ensemble (8 more passes per image)')
   args = parser.parse_args(argv)
@@ -274,13 +384,23 @@ def main(argv: list[str] | None = None) -> int:
   from mh2f_jax import files
   from mh2f_jax import inference
   derainer = inference.Derainer.from_workdir(args.workdir, args.checkpoint)
-  sets = {OWN_SET: own_test_split(args.workdir),
-          **unseen_sets(held_out_photos(), args.draws)}
+  groups = {'test photos': held_out_photos()}
+  if args.photos == 'all':
+    groups.update(more_photos())
+  photos = {name: photo for group in groups.values() for name, photo in group.items()}
+  sets = {OWN_SET: own_test_split(args.workdir), **unseen_sets(photos, args.draws)}
   ensembles = ENSEMBLES + ('x8',) if args.x8 else ENSEMBLES
   rows = score(derainer, sets, ensembles)
   table = summarise(rows, ensembles)
   print(f'{args.workdir}, step {derainer.step}; PSNR-Y (dB, protocol B)')
   print(markdown(table))
+  if args.photos == 'all':
+    from mh2f_jax import metrics
+    clean = {name: metrics.evaluate_pair(derainer.derain(photo, self_ensemble='flips'),
+                                         photo)['psnr_y'] for name, photo in photos.items()}
+    print(group_table([r for r in rows if r['set'] != OWN_SET],
+                      {g: list(p) for g, p in groups.items()}, clean))
+    rows.append({'set': 'clean', **clean})
   if args.figure:
     files.write_atomic(args.figure, figure_png(
         derainer, {k: v for k, v in sets.items() if k in STYLES}))

@@ -22,7 +22,9 @@ from absl import logging
 import ml_collections
 
 from mh2f_jax import cli
+from mh2f_jax import config_schema
 from mh2f_jax import configs
+from mh2f_jax.runtime import cpu_devices
 from mh2f_jax.errors import UserError
 
 
@@ -56,6 +58,8 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
   if positional:
     raise UserError(f'unexpected arguments: {" ".join(positional)}')
   config = _config(values)
+  config_schema.validate(config)  # Before the CPU devices are chosen from its batch.
+  cpu_devices.split_host(config.cpu_devices, config.batch_size, config.grad_accum_steps)
   cli.init_distributed(values)
   import jax  # pylint: disable=g-import-not-at-top
   from mh2f_jax.training import trainer  # pylint: disable=g-import-not-at-top

@@ -21,12 +21,12 @@ from mh2f_jax.datasets import memory_cache
 
 # Stands in for the PyTorch peer: fixed figures, and a failure for --compile.
 _FAKE_PEER = """
-import json, sys
+import json, os, sys
 if '--compile' in sys.argv:
     sys.exit('no compiler here')
 print('a line the bench ignores')
 print(json.dumps({'peer': 'fake', 'train_img_per_s': 2.0, 'infer_s_per_mp': 4.0,
-                  'argv': sys.argv[1:]}))
+                  'argv': sys.argv[1:], 'tunables': os.environ.get('GLIBC_TUNABLES')}))
 """
 _SECTIONS = ('versions', 'devices', 'model', 'correctness', 'train step', 'input pipeline',
              'training run', 'inference', 'peer')
@@ -95,13 +95,18 @@ def test_correctness_line_passes_at_highest_precision(quick_run):
 
 
 def test_peer_ratios_are_project_speed_over_peer_speed(quick_run):
+  from mh2f_jax.benchmark import peer  # pylint: disable=g-import-not-at-top
+  from mh2f_jax.runtime import host_memory  # pylint: disable=g-import-not-at-top
   _, _, _, result = quick_run
   rows = _rows(result, 'peer')
-  assert [r['variant'] for r in rows] == ['float32', 'bfloat16']
+  # On a CPU the peer also runs with the project's allocator settings, like for like.
+  assert [r['variant'] for r in rows] == ['float32', peer.SAME_ALLOCATOR, 'bfloat16']
+  assert result['peer'][peer.SAME_ALLOCATOR]['tunables'] == host_memory.GLIBC_TUNABLES
+  assert result['peer']['float32']['tunables'] == os.environ.get('GLIBC_TUNABLES')
   project = {r['dtype']: r['images_per_s'] for r in _rows(result, 'train step')
              if r['batch'] == 16}
   square = _rows(result, 'inference')[0]['s_per_mp']
-  for row, dtype in zip(rows, ('float32', 'bfloat16')):
+  for row, dtype in zip(rows, ('float32', 'float32', 'bfloat16')):
     assert row['ratio_train'] == pytest.approx(project[dtype] / 2.0)
     assert row['ratio_infer'] == pytest.approx(4.0 / square)
   assert any('no compiler here' in n for n in result['sections']['peer']['notes'])
@@ -210,3 +215,18 @@ def test_peer_without_torch_is_skipped_with_the_reason(tmp_path):
   got = peer.run_peer(sys.executable, str(script), [], timeout=60)
   assert got['no_torch'] is True and "No module named 'torch'" in got['error']
   assert peer.run_peer('/no/such/python', str(script), [], timeout=60)['no_torch'] is True
+
+
+def test_peer_gets_the_environment_it_is_given(tmp_path):
+  # The like-for-like variant runs the peer with the project's allocator settings.
+  from mh2f_jax.benchmark import peer
+  from mh2f_jax.runtime import host_memory
+  script = tmp_path / 'env.py'
+  script.write_text('import json, os\nprint(json.dumps({"tunables": '
+                    'os.environ.get("GLIBC_TUNABLES")}))\n')
+  variants = {name: env for name, _, env in peer.VARIANTS}
+  got = peer.run_peer(sys.executable, str(script), [], timeout=60,
+                      env=variants[peer.SAME_ALLOCATOR])
+  assert got == {'tunables': host_memory.GLIBC_TUNABLES}
+  assert peer.run_peer(sys.executable, str(script), [], timeout=60,
+                       env=variants['float32'])['tunables'] == os.environ.get('GLIBC_TUNABLES')

@@ -218,3 +218,35 @@ def test_own_split_of_a_mixture_is_its_eval_dataset(monkeypatch):
   config.data.eval_dataset = 'synthetic_rain/light'
   unseen_rain.own_test_split('run')
   assert opened[-1] == ('synthetic_rain/light', 'test', '/data')
+
+
+def test_more_photos_are_disjoint_from_the_test_photos_and_drawn_scenes_look_as_described():
+  groups = unseen_rain.more_photos()
+  assert list(groups) == ['train photos', 'other photos', 'streak-like scenes']
+  names = [n for g in groups.values() for n in g]
+  assert len(names) == len(set(names)) and not set(names) & set(unseen_rain.held_out_photos())
+  assert not any(n.startswith('pattern') for n in groups['train photos'])
+  for group in groups.values():
+    for name, photo in group.items():
+      assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[-1] == 3, name
+      assert max(photo.shape[:2]) <= 512, name
+  stripes = groups['streak-like scenes']['stripes'].astype(int)
+  # Vertical: every row alike; 5 px white, 5 px dark.
+  assert (stripes == stripes[:1]).all()
+  assert list(stripes[0, :10, 0]) == [228] * 5 + [28] * 5
+  np.testing.assert_array_equal(unseen_rain.drawn_scene('railing'),
+                                unseen_rain.drawn_scene('railing'))
+  with pytest.raises(ValueError, match='unknown scene'):
+    unseen_rain.drawn_scene('zebra')
+
+
+def test_group_table_gives_each_groups_clean_score_and_gains():
+  rows = [{'set': 'wide', 'name': f'{photo}_wide{d}', 'input': 20.0, 'none': 0.0,
+           'flips': 20.0 + gain} for photo, d, gain in
+          (('a_b', 0, 1.0), ('a_b', 1, 3.0), ('c', 0, -2.0))]
+  md = unseen_rain.group_table(rows, {'one': ['a_b'], 'two': ['c']},
+                               {'a_b': 30.0, 'c': 25.0})
+  lines = md.splitlines()
+  assert len(lines) == 4 and 'wide: mean, smallest gain' in lines[0]
+  assert lines[2] == '| one (1) | 30.00, 30.00 | +2.00, +1.00 |'
+  assert lines[3] == '| two (1) | 25.00, 25.00 | -2.00, -2.00 |'

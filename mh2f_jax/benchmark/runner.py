@@ -182,12 +182,14 @@ def _peer(table: table_lib.Table, options: Options, config: ml_collections.Confi
   if script is None:
     table.note('peer', 'skipped: no bench_torch.py (give --peer)')
     return {'skipped': 'no bench_torch.py'}
-  args = peer_lib.peer_args(jax.devices()[0].platform, 16, 64, s.infer_square,
-                            s.peer_steps, config.model)
+  platform = jax.devices()[0].platform
+  args = peer_lib.peer_args(platform, 16, 64, s.infer_square, s.peer_steps, config.model)
   results = {}
-  for variant, extra in peer_lib.VARIANTS:
+  for variant, extra, env in peer_lib.VARIANTS:
+    if variant == peer_lib.SAME_ALLOCATOR and platform != 'cpu':
+      continue  # The host allocator is the CPU step's concern.
     got = results[variant] = peer_lib.run_peer(python, script, [*args, *extra],
-                                               s.peer_timeout_s)
+                                               s.peer_timeout_s, env)
     if got.get('no_torch'):  # The other variants would fail the same way.
       table.note('peer', f'skipped: {python} cannot run the peer ({got["error"]}); give '
                  '--peer_python, a Python with torch')

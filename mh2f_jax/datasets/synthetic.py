@@ -7,8 +7,11 @@ in :mod:`mh2f_jax.datasets.rain`.
 Clean photos (train and test are different photos of unrelated scenes):
 
 * train: scikit-image's ``astronaut``, ``coffee``, ``rocket``, ``retina``,
-  ``hubble_deep_field``, ``immunohistochemistry`` and the left view of
-  ``stereo_motorcycle``, each scaled so its longer side is at most 512 pixels, with
+  ``hubble_deep_field``, ``immunohistochemistry``, the left view of
+  ``stereo_motorcycle``, and the greyscale ``camera``, ``brick``, ``grass``, ``gravel``
+  and ``page`` (textures and thin lines that are not rain), and two drawn pattern
+  images (``pattern_0``, ``pattern_1``: stripes, bars and flat bright areas, see
+  :func:`pattern`), each scaled so its longer side is at most 512 pixels, with
   ``TRAIN_DRAWS`` rain renderings each, cut into ``TRAIN_TILE`` x ``TRAIN_TILE`` tiles
   (a grid covering the whole photo; training takes random crops of the tiles);
 * test: scikit-image's ``chelsea`` (the cat) and matplotlib's sample photo
@@ -39,7 +42,7 @@ SEED = 20210419
 # Longer side of every photo after scaling (keeps streak size relative to the scene
 # alike across photos of very different resolutions).
 MAX_SIDE = 512
-TRAIN_DRAWS = 8
+TRAIN_DRAWS = 5
 # Train examples are tiles of the rendered photos: the training pipeline decodes a whole
 # example for every 64x64 crop, and decoding whole photos would cost more than the demo's
 # train step spends on a crop (docs/architecture.md, Design measurements).
@@ -48,8 +51,13 @@ TEST_DRAWS = 2
 # (height, width) of every test image.
 TEST_SIZE = (288, 432)
 
+# The greyscale photos (from 'camera' on) are fine bright texture and thin dark and bright
+# lines, the patterns stripes and flat white: without them the model learns that any thin
+# bright line or bright area is rain, and erases grass, text and stripes and greys white
+# (docs/synthetic_rain.md, Do no harm).
 TRAIN_PHOTOS = ('astronaut', 'coffee', 'rocket', 'retina', 'hubble_deep_field',
-                'immunohistochemistry', 'motorcycle_left')
+                'immunohistochemistry', 'motorcycle_left', 'camera', 'brick', 'grass',
+                'gravel', 'page', 'pattern_0', 'pattern_1')
 TEST_PHOTOS = ('chelsea', 'grace_hopper')
 
 # Top-left row/column of each test crop in the scaled photo, chosen to keep the subject
@@ -62,8 +70,54 @@ _SPLIT_INDEX = {'train': 0, 'test': 1}
 def _skimage(name: str) -> Callable[[], np.ndarray]:
   def load() -> np.ndarray:
     from skimage import data  # pylint: disable=g-import-not-at-top
-    return getattr(data, name)()
+    photo = getattr(data, name)()
+    return np.stack([photo] * 3, axis=-1) if photo.ndim == 2 else photo
   return load
+
+
+def pattern(index: int, size: int = 512, cell: int = 128) -> np.ndarray:
+  """A drawn image of scene content that looks like streaks but is not rain.
+
+  A grid of ``cell`` x ``cell`` squares (the train tiles' size, so a crop sees one), each
+  filled with one of: a flat colour; hard-edged stripes; a sine grating; a few wide bars
+  (railings, poles, trunks). Grounds are bright (white or grey in three squares of ten)
+  except in three squares of ten, whose lines are bright on a dark ground. Stripes lie within
+  about 15 degrees of vertical in three squares of four, at any angle otherwise, with
+  periods of 4 to 40 pixels.
+
+  Args:
+    index: which image (its own seeded generator).
+    size: side of the image.
+    cell: side of a square.
+
+  Returns:
+    uint8 (size, size, 3).
+  """
+  rng = np.random.default_rng([SEED, 1000, index])
+  yy, xx = np.mgrid[0:cell, 0:cell].astype(np.float32)
+  image = np.empty((size, size, 3), np.float32)
+  for top in range(0, size, cell):
+    for left in range(0, size, cell):
+      ground, ink = rng.uniform(150, 255, 3), rng.uniform(0, 255, 3)
+      if rng.uniform() < 0.3:  # White or light grey, as paper, sky, paint.
+        ground[:] = rng.uniform(200, 255)
+      if rng.uniform() < 0.3:  # Bright lines on a dark ground: the most rain-like.
+        ground, ink = rng.uniform(0, 100, 3), rng.uniform(180, 255, 3)
+      tilt = rng.normal(0, 15) if rng.uniform() < 0.75 else rng.uniform(-90, 90)
+      across = xx * np.cos(np.radians(tilt)) + yy * np.sin(np.radians(tilt))
+      period, kind = rng.uniform(4, 40), rng.integers(4)
+      if kind == 0:
+        t = np.zeros_like(across)
+      elif kind == 1:
+        t = ((across % period) < rng.uniform(0.15, 0.6) * period).astype(np.float32)
+      elif kind == 2:
+        t = 0.5 + 0.5 * np.sin(2 * np.pi * across / period)
+      else:
+        t = np.zeros_like(across)
+        for centre in rng.uniform(across.min(), across.max(), rng.integers(1, 5)):
+          t[np.abs(across - centre) < rng.uniform(2, 10)] = 1
+      image[top:top + cell, left:left + cell] = ground * (1 - t[..., None]) + ink * t[..., None]
+  return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
 def _motorcycle_left() -> np.ndarray:
@@ -85,6 +139,9 @@ _LOADERS: dict[str, Callable[[], np.ndarray]] = {
     'hubble_deep_field': _skimage('hubble_deep_field'),
     'immunohistochemistry': _skimage('immunohistochemistry'),
     'motorcycle_left': _motorcycle_left,
+    **{name: _skimage(name) for name in ('camera', 'brick', 'grass', 'gravel', 'page')},
+    'pattern_0': lambda: pattern(0),
+    'pattern_1': lambda: pattern(1),
     'chelsea': _skimage('chelsea'),
     'grace_hopper': _grace_hopper,
 }
@@ -184,7 +241,7 @@ class SyntheticRain(builders.LocalBuildMessages, tfds.core.GeneratorBasedBuilder
   """Synthetic rain over bundled photos; configs ``light`` and ``heavy``."""
 
   name = 'synthetic_rain'
-  VERSION = tfds.core.Version('3.0.0')
+  VERSION = tfds.core.Version('4.0.0')
   RELEASE_NOTES = {
       '1.0.0': 'First release.',
       '2.0.0': 'Rain of random look per image: direction up to 35 degrees off vertical '
@@ -194,6 +251,10 @@ class SyntheticRain(builders.LocalBuildMessages, tfds.core.GeneratorBasedBuilder
                'streaks up to 6 px wide, and layers of aliased one-pixel lines that the '
                'defocus leaves sharp; heavy rain covers more of every image (0.10-0.30 '
                'per layer).',
+      '4.0.0': 'Five greyscale train photos of texture and thin lines (camera, brick, '
+               'grass, gravel, page) and two drawn images of stripes, bars and flat '
+               'bright areas, so the model learns what is not rain; 5 renderings per '
+               'train photo instead of 8.',
   }
   BUILDER_CONFIGS = [
       SyntheticRainConfig(

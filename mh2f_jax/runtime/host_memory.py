@@ -38,6 +38,11 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 # -1 is read as the largest size_t: never trim (malloc(3)).
 _SETTINGS = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
 KEPT = 'glibc malloc, freed memory kept (one arena, no mmap, no trim)'
+# The same three settings for another process, as glibc reads them at its start: how the
+# benchmark runs the PyTorch peer like for like. (The trim threshold is 128 GiB here:
+# a tunable takes a size, not -1.)
+GLIBC_TUNABLES = ('glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:'
+                  'glibc.malloc.trim_threshold=137438953472')
 
 _state: dict[str, str] = {}
 

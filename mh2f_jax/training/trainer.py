@@ -44,6 +44,7 @@ from mh2f_jax import model as model_lib
 from mh2f_jax.training import optim
 from mh2f_jax.training import preemption
 from mh2f_jax.training import progress
+from mh2f_jax.runtime import cpu_devices
 from mh2f_jax.runtime import host_memory
 from mh2f_jax.workdir import save_loops
 from mh2f_jax.training import steps
@@ -259,6 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | Mapping[str, Any], wo
   host_memory.keep_freed_memory()  # Before JAX's CPU client starts (a notebook's first call).
   config = ml_collections.ConfigDict(config) if isinstance(config, Mapping) else config
   config_schema.validate(config)
+  cpu_devices.split_host(config.cpu_devices, config.batch_size, config.grad_accum_steps)
   config = config_schema.resolve_paths(config)  # What config.json records is what is used.
   workdir = prepare_workdir(workdir, config)  # Before any expensive work.
   is_main, ema = jax.process_index() == 0, config.ema_decay is not None

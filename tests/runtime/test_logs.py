@@ -13,6 +13,7 @@ from absl import logging as absl_logging
 import mh2f_jax
 from mh2f_jax import cli
 from mh2f_jax.runtime import compile_cache
+from mh2f_jax.runtime import cpu_devices
 from mh2f_jax.runtime import logs
 from mh2f_jax.training import trainer
 
@@ -87,15 +88,17 @@ def test_library_logs_env_lets_every_line_through_the_commands(monkeypatch):
 # what each must say in the run below: 2 steps of batch 8 on 8 examples, validation at
 # step 2 on 2 images, from a 1-step run's weights with the tail kept fresh.
 def _expected(source):
+  n = cpu_devices.count(0, 8)  # One CPU device per core, as many as divide the batch of 8.
   return {
-      'JAX ': r'JAX [\w.]+, process 0 of 1, 1 local / 1 global devices: cpu:0',
+      'JAX ': (r'JAX [\w.]+, process 0 of 1, ' + f'{n} local / {n} global devices: '
+               + ', '.join(f'cpu:{i}' for i in range(n)) + '(?!,)'),
       'weights from ': re.escape(f'weights from {source} (step 1, raw parameters); fresh '
                                  'optimizer and schedule from step 0'),
       'kept at their fresh initialisation (init_from_skip): ': re.escape(
           'kept at their fresh initialisation (init_from_skip): tail/bias, tail/kernel'),
-      'processes: 1, devices: 1 (1 local), per-device batch: ': re.escape(
-          'processes: 1, devices: 1 (1 local), per-device batch: 8 in 1 micro-batch(es), '
-          'EMA decay: None'),
+      'processes: 1, devices: ': re.escape(
+          f'processes: 1, devices: {n} ({n} local), per-device batch: {8 // n} in 1 '
+          'micro-batch(es), EMA decay: None'),
       'model: ': r'model: [1-9][\d,]* parameters, \{"attention_reduction"',
       'training examples: ': re.escape(
           'training examples: 8, steps: 2 (2 epochs of batch 8), from step 0'),
