@@ -150,7 +150,7 @@ FIELDS: tuple[Field, ...] = (
     # How the same network's gradients are computed: may change on resume, and is absent
     # from workdirs written before it existed.
     Field('model.conv_kernel_grad', 'auto', "convolution kernel gradients: `'auto'` "
-          "(`'gemm'` on CPU, `'xla'` elsewhere), `'xla'` or `'gemm'`; same math "
+          "(`'gemm'` on a CPU of one device, `'xla'` elsewhere), `'xla'` or `'gemm'`; same math "
           '(docs/performance.md)'),
     # Also how, not what: the parameters (still `mheb_{i}`) and the outputs are the same
     # either way, so a resumed run may switch, and older workdirs without it get the default.

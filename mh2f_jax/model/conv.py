@@ -123,9 +123,15 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
 
 
 def kernel_grad_mode(choice: str) -> str:
-  """Returns 'xla' or 'gemm' for a ``KERNEL_GRAD_CHOICES`` entry ('auto': by backend)."""
+  """Returns 'xla' or 'gemm' for a ``KERNEL_GRAD_CHOICES`` entry.
+
+  'auto' is 'gemm' on a CPU backend with one device, whose step spans every core (its one
+  large matrix product spreads over them well), and 'xla' elsewhere: on accelerators, and
+  on a CPU split into several devices (``config.cpu_devices``), where XLA's convolutions
+  were faster and the step needed less memory (docs/performance.md).
+  """
   if choice == 'auto':
-    return 'gemm' if jax.default_backend() == 'cpu' else 'xla'
+    return 'gemm' if jax.default_backend() == 'cpu' and jax.device_count() == 1 else 'xla'
   return choice
 
 

@@ -98,7 +98,8 @@ class MH2FNet(nn.Module):
       replaces global residual learning).
     dtype: computation dtype; parameters are always float32, the output float32.
     remat: rematerialise each MHEB in the backward pass (less memory, more compute).
-    conv_kernel_grad: 'xla', 'gemm' (``mh2f_jax.model.conv``) or 'auto' ('gemm' on CPU only).
+    conv_kernel_grad: 'xla', 'gemm' (``mh2f_jax.model.conv``) or 'auto' ('gemm' on a CPU
+      of one device only).
     scan_blocks: run the MHEBs (and the HADB units after the first) as one
       ``jax.lax.scan`` over their stacked parameters, so that the block is traced and
       compiled once; False runs them one after another. Same parameters (still stored

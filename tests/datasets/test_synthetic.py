@@ -133,3 +133,17 @@ def test_light_and_heavy_differ_and_rain_depends_on_the_draw():
   # Two draws over the same photo differ.
   assert not np.array_equal(heavy[0][1], heavy[1][1])
   np.testing.assert_array_equal(heavy[0][2], heavy[1][2])
+
+
+def test_patterns_are_fixed_drawings_of_stripes_and_bright_grounds():
+  first, again, second = synthetic.pattern(0), synthetic.pattern(0), synthetic.pattern(1)
+  np.testing.assert_array_equal(first, again)
+  assert first.shape == (512, 512, 3) and first.dtype == np.uint8
+  assert not np.array_equal(first, second)
+  cells = first.reshape(4, 128, 4, 128, 3).transpose(0, 2, 1, 3, 4).reshape(16, 128, 128, 3)
+  # Some squares are one flat colour, others striped.
+  spread = [c.reshape(-1, 3).std(0).max() for c in cells]
+  flat = [s for s in spread if s == 0]
+  striped = [s for s in spread if s > 20]
+  assert flat and striped
+  np.testing.assert_array_equal(synthetic.load_photo('pattern_1'), second)
