@@ -47,8 +47,9 @@ def count(setting: int, batch_size: int, grad_accum_steps: int = 1,
   if setting:
     return setting
   most = available or cores()
-  return max(n for n in range(1, most + 1)
-             if batch_size % n == 0 and (batch_size // n) % grad_accum_steps == 0)
+  # 1 when none divides: the trainer then refuses the batch with its own message.
+  return max((n for n in range(1, most + 1)
+              if batch_size % n == 0 and (batch_size // n) % grad_accum_steps == 0), default=1)
 
 
 def split_host(setting: int, batch_size: int, grad_accum_steps: int = 1) -> int | None:

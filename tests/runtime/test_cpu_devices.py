@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.mark.parametrize('setting,batch,accum,cores,expected', [
     (0, 16, 1, 2, 2), (0, 16, 1, 1, 1), (0, 15, 1, 2, 1), (0, 12, 1, 8, 6),
-    (0, 16, 8, 4, 2), (0, 16, 16, 4, 1), (0, 1, 1, 16, 1), (1, 16, 1, 2, 1), (3, 16, 1, 2, 3)])
+    (0, 16, 8, 4, 2), (0, 16, 16, 4, 1), (0, 1, 1, 16, 1), (0, 8, 3, 2, 1), (1, 16, 1, 2, 1), (3, 16, 1, 2, 3)])
 def test_count_divides_the_batch_and_its_micro_batches(setting, batch, accum, cores, expected):
   assert cpu_devices.count(setting, batch, accum, available=cores) == expected
 
