@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from absl import flags
 
 from mh2f_jax import cli
-from mh2f_jax.runtime import cpu_devices
 from mh2f_jax.errors import UserError
 
 
@@ -68,8 +67,6 @@ def main(values: flags.FlagValues, positional: Sequence[str]) -> int:
   max_batch = values.max_batch
   if max_batch is not None and max_batch & (max_batch - 1):
     raise UserError(f'--max_batch must be a power of two, got {max_batch}')
-  # The train step as train.py runs it: a CPU host split into devices before JAX starts.
-  cpu_devices.split_host(0, 16)
   from mh2f_jax.benchmark import runner  # pylint: disable=g-import-not-at-top  (fast --help)
   result = runner.run(runner.Options(
       output=values.output, overwrite=values.overwrite, quick=values.quick,

@@ -35,7 +35,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.features = 16
   config.model.num_blocks = 2
   config.model.conv_kernel_grad = 'xla'
-  config.cpu_devices = 1  # Split over the cores, this small model's step was slower.
 
   config.optim.learning_rate = 6e-3
   config.optim.schedule = 'cosine'

@@ -5,10 +5,10 @@ step over the cores. Split into one device per core, the same global batch runs 
 data-parallel step (the gradients averaged over the devices, the same math): each device
 runs its own copy of the step on its share at the same time. For the default model on a
 2-core CPU this was faster and needed less memory than one device; for the demo's small
-model it was a little slower (docs/performance.md), so its config keeps one.
+model it was a little slower (docs/performance.md).
 
-``config.cpu_devices`` chooses: 0 (the default) one device per core, as many as divide
-the batch (and its micro-batches); a number: that many; 1: JAX's default. It takes
+``config.cpu_devices`` chooses: 1 (the default) JAX's one device; 0: one device per
+core, as many as divide the batch (and its micro-batches); a number: that many. It takes
 effect only before JAX starts its backends (``train.py`` and ``train_and_evaluate`` ask
 first), and never overrides ``jax_num_cpu_devices`` or ``XLA_FLAGS``'
 ``--xla_force_host_platform_device_count`` set by the user. An accelerator's devices are
@@ -59,6 +59,8 @@ def split_host(setting: int, batch_size: int, grad_accum_steps: int = 1) -> int 
   has are used, as before).
   """
   import jax  # pylint: disable=g-import-not-at-top
+  if setting == 1:
+    return None  # JAX's default.
   if (jax.config.jax_num_cpu_devices != -1
       or 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', '')):
     return None

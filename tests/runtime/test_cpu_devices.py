@@ -32,6 +32,7 @@ def test_split_host_sets_the_count_before_jax_starts():
   assert _devices_after_split({}, 0, 16) == [str(cpu_devices.count(0, 16)),
                                              str(cpu_devices.count(0, 16))]
   assert _devices_after_split({}, 3, 16) == ['3', '3']
+  assert _devices_after_split({}, 1, 16) == ['None', '1']  # The default: JAX's own.
 
 
 def test_split_host_leaves_the_users_own_count():

@@ -88,7 +88,7 @@ def test_library_logs_env_lets_every_line_through_the_commands(monkeypatch):
 # what each must say in the run below: 2 steps of batch 8 on 8 examples, validation at
 # step 2 on 2 images, from a 1-step run's weights with the tail kept fresh.
 def _expected(source):
-  n = cpu_devices.count(0, 8)  # One CPU device per core, as many as divide the batch of 8.
+  n = cpu_devices.count(1, 8)  # config.cpu_devices: one device unless asked.
   return {
       'JAX ': (r'JAX [\w.]+, process 0 of 1, ' + f'{n} local / {n} global devices: '
                + ', '.join(f'cpu:{i}' for i in range(n)) + '(?!,)'),
