@@ -304,17 +304,9 @@ def more_photos() -> dict[str, dict[str, np.ndarray]]:
   way), ``streak-like scenes`` (:data:`DRAWN_SCENES`).
   """
   from mh2f_jax.datasets import synthetic
-  from PIL import Image
-  def scaled(photo):
-    factor = synthetic.MAX_SIDE / max(photo.shape[:2])
-    if factor >= 1:
-      return np.ascontiguousarray(photo)
-    size = (round(photo.shape[1] * factor), round(photo.shape[0] * factor))
-    return np.asarray(Image.fromarray(np.ascontiguousarray(photo)).resize(
-        size, Image.Resampling.LANCZOS))
   return {'train photos': {n: synthetic.load_photo(n) for n in synthetic.TRAIN_PHOTOS
                            if not n.startswith('pattern')},
-          'other photos': {n: scaled(_bundled(n)) for n in OTHER_PHOTOS},
+          'other photos': {n: synthetic.scaled(_bundled(n)) for n in OTHER_PHOTOS},
           'streak-like scenes': {n: drawn_scene(n) for n in DRAWN_SCENES}}
 
 

@@ -157,7 +157,12 @@ def load_photo(name: str) -> np.ndarray:
     The photo. Scaling uses Pillow's Lanczos filter (integer arithmetic on uint8, so it
     gives the same pixels everywhere).
   """
-  photo = np.ascontiguousarray(_LOADERS[name]()[..., :3])
+  return scaled(_LOADERS[name]())
+
+
+def scaled(photo: np.ndarray) -> np.ndarray:
+  """``photo``'s first three channels, scaled (Lanczos) so its longer side <= MAX_SIDE."""
+  photo = np.ascontiguousarray(photo[..., :3])
   height, width = photo.shape[:2]
   scale = MAX_SIDE / max(height, width)
   if scale < 1:
