@@ -100,9 +100,10 @@ FIELDS: tuple[Field, ...] = (
     Field('batch_size', 16, 'global batch over all devices and hosts; must divide by '
           'the device count', 'a positive integer (the global batch)', _int_at_least(1),
           frozen=True),
-    Field('cpu_devices', 1, 'on a CPU host, the JAX devices its cores are split into, '
-          'each training on a share of the batch (1: one device; 0: one per core, as many '
-          'as divide the batch); set before JAX starts, see docs/performance.md',
+    Field('cpu_devices', 0, 'on a CPU host, the JAX devices its cores are split into, '
+          'each training on a share of the batch (0: one per core, as '
+          'many as divide the batch; 1: one device spanning every core); set before JAX '
+          'starts, see docs/performance.md',
           'an integer >= 0', _int_at_least(0)),
     Field('grad_accum_steps', 1, 'micro-batches per optimizer step, run one after '
           'another (activation memory follows `batch_size / grad_accum_steps`); must '

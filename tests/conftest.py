@@ -13,6 +13,11 @@ from metrics_helper import streaks
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One CPU device in every test process and the commands they start, whatever the order in
+# which a pytest-xdist worker runs its tests (config.cpu_devices would otherwise split the
+# host for the rest of a worker's tests whenever a run happens to start JAX first). The
+# tests of the split and of several devices set their own count.
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The entry points turn JAX's persistent compilation cache on; under the tests it lives in
 # a temporary folder (shared by the subprocesses the tests start), never in ~/.cache.

@@ -100,8 +100,9 @@ def test_ablations_change_only_the_model(name, change):
 
 def test_synthetic_demo_uses_the_offline_dataset():
   config = load('configs/synthetic.py')
-  # Heavy rain, with light rain in a quarter of the batches; both render offline.
-  assert config.data.dataset == 'synthetic_rain/heavy:3,synthetic_rain/light:1'
+  # Heavy rain, light rain and images without rain, 3 : 1 : 0.5; all render offline.
+  assert config.data.dataset == ('synthetic_rain/heavy:3,synthetic_rain/light:1,'
+                                 'synthetic_rain/clear:0.5')
   assert config.num_train_steps is not None
 
 

@@ -118,7 +118,8 @@ def test_shipped_config_by_name(env):
   out = _run([str(python), '-c', code], cwd=elsewhere)
   assert out.returncode == 0, out.stderr
   features, dataset, path = out.stdout.split()
-  assert (features, dataset) == ('8', 'synthetic_rain/heavy:3,synthetic_rain/light:1')
+  assert (features, dataset) == (
+      '8', 'synthetic_rain/heavy:3,synthetic_rain/light:1,synthetic_rain/clear:0.5')
   assert path.startswith(str(python.parent.parent)) and path.endswith('rain200l.py')
   # Through the command's flag: the name loads, the override applies, and the
   # validation that follows rejects the override before any training.

@@ -50,7 +50,8 @@ def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   base = name.split('/', 1)[0]
   if base not in NAMES:
     raise UserError(f'unknown dataset {name!r}; choose one of: {", ".join(NAMES)} '
-                    '(synthetic_rain as synthetic_rain/light or synthetic_rain/heavy)')
+                    '(synthetic_rain as synthetic_rain/light, synthetic_rain/heavy or '
+                    'synthetic_rain/clear)')
   if data_dir is not None:
     data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
   try:

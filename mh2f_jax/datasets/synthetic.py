@@ -2,15 +2,16 @@
 
 Needs no download, so a fresh machine has a deraining dataset at once. Two configs,
 ``synthetic_rain/light`` and ``synthetic_rain/heavy``, use the presets of the same name
-in :mod:`mh2f_jax.datasets.rain`.
+in :mod:`mh2f_jax.datasets.rain`; a third, ``synthetic_rain/clear``, holds the same
+photos without rain (each input is its clean image), to mix into training.
 
 Clean photos (train and test are different photos of unrelated scenes):
 
 * train: scikit-image's ``astronaut``, ``coffee``, ``rocket``, ``retina``,
   ``hubble_deep_field``, ``immunohistochemistry``, the left view of
   ``stereo_motorcycle``, and the greyscale ``camera``, ``brick``, ``grass``, ``gravel``
-  and ``page`` (textures and thin lines that are not rain), and two drawn pattern
-  images (``pattern_0``, ``pattern_1``: stripes, bars and flat bright areas, see
+  and ``page`` (textures and thin lines that are not rain), and ``PATTERNS`` drawn
+  pattern images (``pattern_0`` ...: stripes, bars and flat bright areas, see
   :func:`pattern`), each scaled so its longer side is at most 512 pixels, with
   ``TRAIN_DRAWS`` rain renderings each, cut into ``TRAIN_TILE`` x ``TRAIN_TILE`` tiles
   (a grid covering the whole photo; training takes random crops of the tiles);
@@ -27,6 +28,7 @@ with the same library versions writes the same records.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Iterator
 
 import numpy as np
@@ -55,15 +57,19 @@ TEST_SIZE = (288, 432)
 # lines, the patterns stripes and flat white: without them the model learns that any thin
 # bright line or bright area is rain, and erases grass, text and stripes and greys white
 # (docs/synthetic_rain.md, Do no harm).
+PATTERNS = 6
 TRAIN_PHOTOS = ('astronaut', 'coffee', 'rocket', 'retina', 'hubble_deep_field',
                 'immunohistochemistry', 'motorcycle_left', 'camera', 'brick', 'grass',
-                'gravel', 'page', 'pattern_0', 'pattern_1')
+                'gravel', 'page') + tuple(f'pattern_{i}' for i in range(PATTERNS))
 TEST_PHOTOS = ('chelsea', 'grace_hopper')
 
 # Top-left row/column of each test crop in the scaled photo, chosen to keep the subject
 # (the cat's face, Grace Hopper's face) in view.
 _TEST_CROP_ORIGIN = {'chelsea': (6, 9), 'grace_hopper': (88, 2)}
 _CONFIG_INDEX = {'light': 0, 'heavy': 1}
+# The config whose 'rainy' images are the clean ones: mixed into training, it teaches that
+# an image without rain is to be left as it is.
+CLEAR = 'clear'
 _SPLIT_INDEX = {'train': 0, 'test': 1}
 
 
@@ -140,8 +146,7 @@ _LOADERS: dict[str, Callable[[], np.ndarray]] = {
     'immunohistochemistry': _skimage('immunohistochemistry'),
     'motorcycle_left': _motorcycle_left,
     **{name: _skimage(name) for name in ('camera', 'brick', 'grass', 'gravel', 'page')},
-    'pattern_0': lambda: pattern(0),
-    'pattern_1': lambda: pattern(1),
+    **{f'pattern_{i}': functools.partial(pattern, i) for i in range(PATTERNS)},
     'chelsea': _skimage('chelsea'),
     'grace_hopper': _grace_hopper,
 }
@@ -211,14 +216,19 @@ def generate_pairs(preset: str, split: str) -> Iterator[tuple[str, np.ndarray, n
   """
   photos = TRAIN_PHOTOS if split == 'train' else TEST_PHOTOS
   draws = TRAIN_DRAWS if split == 'train' else TEST_DRAWS
+  if preset == CLEAR:
+    draws = 1  # Nothing is drawn: more copies would be the same pairs.
   for photo_index, photo_name in enumerate(photos):
     clean = load_photo(photo_name)
     if split == 'test':
       clean = _test_crop(photo_name, clean)
     for draw in range(draws):
-      rng = np.random.default_rng(
-          [SEED, _CONFIG_INDEX[preset], _SPLIT_INDEX[split], photo_index, draw])
-      rainy = rain.add_rain(clean, rng, preset)
+      if preset == CLEAR:
+        rainy = clean
+      else:
+        rng = np.random.default_rng(
+            [SEED, _CONFIG_INDEX[preset], _SPLIT_INDEX[split], photo_index, draw])
+        rainy = rain.add_rain(clean, rng, preset)
       if split == 'test':
         yield f'{photo_name}_r{draw}.png', rainy, clean
         continue
@@ -246,7 +256,7 @@ class SyntheticRain(builders.LocalBuildMessages, tfds.core.GeneratorBasedBuilder
   """Synthetic rain over bundled photos; configs ``light`` and ``heavy``."""
 
   name = 'synthetic_rain'
-  VERSION = tfds.core.Version('4.0.0')
+  VERSION = tfds.core.Version('5.0.0')
   RELEASE_NOTES = {
       '1.0.0': 'First release.',
       '2.0.0': 'Rain of random look per image: direction up to 35 degrees off vertical '
@@ -260,6 +270,8 @@ class SyntheticRain(builders.LocalBuildMessages, tfds.core.GeneratorBasedBuilder
                'grass, gravel, page) and two drawn images of stripes, bars and flat '
                'bright areas, so the model learns what is not rain; 5 renderings per '
                'train photo instead of 8.',
+      '5.0.0': 'Six drawn pattern images instead of two (the light and heavy train splits '
+               'change); the clear config, whose inputs are the clean images.',
   }
   BUILDER_CONFIGS = [
       SyntheticRainConfig(
@@ -271,6 +283,11 @@ class SyntheticRain(builders.LocalBuildMessages, tfds.core.GeneratorBasedBuilder
           description='Two or three layers of streaks of random direction, width, length '
                       'and density, defocus, a veil on half of the images '
                       '(rainy input about 17 dB PSNR-Y on average).'),
+      SyntheticRainConfig(
+          name=CLEAR, preset=CLEAR,
+          description='No rain: each input is its clean image (one copy per photo), for '
+                      'mixing into training so that a model learns to leave an image '
+                      'without rain as it is.'),
   ]
   DEFAULT_CONFIG_NAME = 'heavy'
 

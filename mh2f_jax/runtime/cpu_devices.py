@@ -7,8 +7,9 @@ runs its own copy of the step on its share at the same time. For the default mod
 2-core CPU this was faster and needed less memory than one device; for the demo's small
 model it was a little slower (docs/performance.md).
 
-``config.cpu_devices`` chooses: 1 (the default) JAX's one device; 0: one device per
-core, as many as divide the batch (and its micro-batches); a number: that many. It takes
+``config.cpu_devices`` chooses: 0 (the default) one device per core, as many as divide
+the batch (and its micro-batches); 1: JAX's one device; a number: that many. The demo
+config keeps one device. It takes
 effect only before JAX starts its backends (``train.py`` and ``train_and_evaluate`` ask
 first), and never overrides ``jax_num_cpu_devices`` or ``XLA_FLAGS``'
 ``--xla_force_host_platform_device_count`` set by the user. An accelerator's devices are

@@ -147,3 +147,14 @@ def test_patterns_are_fixed_drawings_of_stripes_and_bright_grounds():
   striped = [s for s in spread if s > 20]
   assert flat and striped
   np.testing.assert_array_equal(synthetic.load_photo('pattern_1'), second)
+
+
+def test_clear_pairs_are_the_clean_images_once_each():
+  heavy = {name: clean for name, _, clean in synthetic.generate_pairs('heavy', 'test')}
+  clear = list(synthetic.generate_pairs(synthetic.CLEAR, 'test'))
+  # One copy per test photo (nothing is drawn), each the clean crop the heavy split holds.
+  assert [name for name, _, _ in clear] == [f'{p}_r0.png' for p in synthetic.TEST_PHOTOS]
+  for name, rainy, clean in clear:
+    np.testing.assert_array_equal(rainy, clean)
+    np.testing.assert_array_equal(clean, heavy[name])
+  assert synthetic.CLEAR in {c.name for c in synthetic.SyntheticRain.BUILDER_CONFIGS}

@@ -1,5 +1,6 @@
 """Tests for mh2f_jax/runtime/cpu_devices.py: how many CPU devices, and when it is set."""
 
+import json
 import os
 import subprocess
 import sys
@@ -18,26 +19,29 @@ def test_count_divides_the_batch_and_its_micro_batches(setting, batch, accum, co
   assert cpu_devices.count(setting, batch, accum, available=cores) == expected
 
 
-def _devices_after_split(env, setting=0, batch=16):
-  code = ('from mh2f_jax.runtime import cpu_devices; import jax; '
+def _split(env, setting=0, batch=16):
+  """In a fresh process: split_host's answer and JAX's device count after it."""
+  code = ('import json; from mh2f_jax.runtime import cpu_devices; import jax; '
           f'got = cpu_devices.split_host({setting}, {batch}); '
-          'print(got, jax.device_count())')
+          'print(json.dumps([got, jax.device_count()]))')
+  # Without the tests' own one-device setting (conftest.py): a user's fresh shell.
+  base = {k: v for k, v in os.environ.items() if k not in ('JAX_NUM_CPU_DEVICES', 'XLA_FLAGS')}
   done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                        timeout=120, cwd=REPO, env={**os.environ, 'JAX_PLATFORMS': 'cpu',
-                                                    **env}, check=True)
-  return done.stdout.split()
+                        timeout=120, cwd=REPO, env={**base, 'JAX_PLATFORMS': 'cpu', **env},
+                        check=True)
+  return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_split_host_sets_the_count_before_jax_starts():
-  assert _devices_after_split({}, 0, 16) == [str(cpu_devices.count(0, 16)),
-                                             str(cpu_devices.count(0, 16))]
-  assert _devices_after_split({}, 3, 16) == ['3', '3']
-  assert _devices_after_split({}, 1, 16) == ['None', '1']  # The default: JAX's own.
+  n = cpu_devices.count(0, 16)
+  assert _split({}, 0, 16) == [n, n]
+  assert _split({}, 3, 16) == [3, 3]
+  assert _split({}, 1, 16) == [None, 1]  # One device: JAX's own.
 
 
 def test_split_host_leaves_the_users_own_count():
-  assert _devices_after_split(
-      {'XLA_FLAGS': '--xla_force_host_platform_device_count=5'}) == ['None', '5']
+  assert _split({'XLA_FLAGS': '--xla_force_host_platform_device_count=5'}) == [None, 5]
+  assert _split({'JAX_NUM_CPU_DEVICES': '3'}) == [None, 3]
 
 
 def test_split_host_after_jax_started_changes_nothing():
