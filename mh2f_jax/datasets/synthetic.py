@@ -206,7 +206,7 @@ def generate_pairs(preset: str, split: str) -> Iterator[tuple[str, np.ndarray, n
   """Yields ``(name, rainy, clean)`` uint8 pairs of one split, in a fixed order.
 
   Args:
-    preset: 'light' or 'heavy'.
+    preset: 'light', 'heavy', or CLEAR ('clear': the clean image as the input).
     split: 'train' or 'test'.
 
   Yields:
