@@ -261,8 +261,8 @@ def _bundled(name: str) -> np.ndarray:
     with Image.open(path) as img:
       return np.asarray(img.convert('RGB'))
   from skimage import data
-  photo = getattr(data, name)()
-  return np.stack([photo] * 3, -1) if photo.ndim == 2 else photo[..., :3]
+  from mh2f_jax.datasets import synthetic
+  return synthetic.rgb(getattr(data, name)())[..., :3]
 
 
 def drawn_scene(name: str, shape: tuple[int, int] = (256, 384)) -> np.ndarray:

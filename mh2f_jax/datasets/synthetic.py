@@ -73,11 +73,15 @@ CLEAR = 'clear'
 _SPLIT_INDEX = {'train': 0, 'test': 1}
 
 
+def rgb(photo: np.ndarray) -> np.ndarray:
+  """``photo`` with three channels: a greyscale one repeated, others as they are."""
+  return np.stack([photo] * 3, axis=-1) if photo.ndim == 2 else photo
+
+
 def _skimage(name: str) -> Callable[[], np.ndarray]:
   def load() -> np.ndarray:
     from skimage import data  # pylint: disable=g-import-not-at-top
-    photo = getattr(data, name)()
-    return np.stack([photo] * 3, axis=-1) if photo.ndim == 2 else photo
+    return rgb(getattr(data, name)())
   return load
 
 
@@ -253,7 +257,7 @@ class SyntheticRainConfig(tfds.core.BuilderConfig):
 
 
 class SyntheticRain(builders.LocalBuildMessages, tfds.core.GeneratorBasedBuilder):
-  """Synthetic rain over bundled photos; configs ``light`` and ``heavy``."""
+  """Synthetic rain over bundled photos; configs ``light``, ``heavy`` and ``clear``."""
 
   name = 'synthetic_rain'
   VERSION = tfds.core.Version('5.0.0')

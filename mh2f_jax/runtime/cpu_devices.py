@@ -9,11 +9,11 @@ model it was a little slower (docs/performance.md).
 
 ``config.cpu_devices`` chooses: 0 (the default) one device per core, as many as divide
 the batch (and its micro-batches); 1: JAX's one device; a number: that many. The demo
-config keeps one device. It takes
-effect only before JAX starts its backends (``train.py`` and ``train_and_evaluate`` ask
-first), and never overrides ``jax_num_cpu_devices`` or ``XLA_FLAGS``'
-``--xla_force_host_platform_device_count`` set by the user. An accelerator's devices are
-not affected: the setting shapes JAX's CPU backend only.
+config keeps one device. It takes effect only before JAX starts its backends
+(``train.py`` and ``train_and_evaluate`` ask first), and never overrides
+``jax_num_cpu_devices`` or ``XLA_FLAGS``' ``--xla_force_host_platform_device_count`` set
+by the user. An accelerator's devices are not affected: the setting shapes JAX's CPU
+backend only.
 """
 
 from __future__ import annotations
